@@ -1,0 +1,41 @@
+# One task runner for people and CI. `make run` and `make test` install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: install run test lint format bench clean
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: install
+	$(BIN)/commerce-context demo
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check backend tests benchmarks
+	$(BIN)/ruff format --check backend tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix backend tests benchmarks
+	$(BIN)/ruff format backend tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

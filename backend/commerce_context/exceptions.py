@@ -1,0 +1,124 @@
+"""The project's exception hierarchy. Every error a caller can see has one of these types.
+
+* CommerceContextError              base; never raised itself
+  + ConfigError                     a missing or contradictory setting (start-up, CLI)
+  + ClientError                     the caller sent something we cannot accept (4xx)
+    - BadRequest                    400
+    - Unauthorized                  401 (token missing, invalid, expired)
+    - Forbidden                     403
+    - NotFound                      404
+  + UpstreamError                   a third-party API failed us (502)
+    - UpstreamUnavailable           timeouts, 5xx/429 after retries (503)
+    - UpstreamAuthError             we could not authenticate upstream (502)
+    - UpstreamNotFound              the upstream said 404 (404)
+    - UpstreamRejected              the upstream refused the request (4xx, 502)
+    - ConcurrentModification        a version conflict survived its retries (409)
+
+Messages are written for the person reading them and never carry tokens, secrets or PII.
+`code` is the machine-readable name used in the JSON error shape (see `errors.py`).
+"""
+
+from __future__ import annotations
+
+
+class CommerceContextError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(CommerceContextError):
+    """The configuration is invalid."""
+
+    code = "config_error"
+
+
+class ClientError(CommerceContextError):
+    """The request could not be accepted."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class BadRequest(ClientError):
+    """The request is malformed."""
+
+
+class Unauthorized(ClientError):
+    """Authentication is missing or invalid."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    """Not allowed."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    """Nothing here."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class UpstreamError(CommerceContextError):
+    """An upstream API failed."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream API is unavailable; try again later."""
+
+    status_code = 503
+    code = "upstream_unavailable"
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamAuthError(UpstreamError):
+    """Authentication with the upstream API failed."""
+
+    code = "upstream_auth_error"
+
+
+class UpstreamNotFound(UpstreamError):
+    """The upstream API has no such resource."""
+
+    status_code = 404
+    code = "upstream_not_found"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream API rejected the request."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, message: str = "", *, status: int = 400, errors: list[str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
+class ConcurrentModification(UpstreamError):
+    """The resource kept changing while we tried to update it."""
+
+    status_code = 409
+    code = "concurrent_modification"
+
+    def __init__(self, message: str = "", *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version

@@ -1,0 +1,318 @@
+"""Compose one GraphQL document per request from the views each read needs.
+
+A `Read` is one root field (an order by number, a customer's recent orders, ...) plus the views
+that will be rendered from it. `compose()` merges the views of each read field by field and puts
+every read in one document under its own alias, so a ticket view costs one upstream request.
+Values always travel as GraphQL variables; predicates embed them only through `_quote()`.
+
+The document text depends only on the shape of the reads (roots, argument names, views, store
+scoping), so it is built once per shape and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from graphql import FieldNode, SelectionSetNode, print_ast
+
+from .exceptions import ConfigError, UpstreamError
+from .views import FORBIDDEN_FIELDS, View
+
+__all__ = [
+    "Document",
+    "Read",
+    "active_cart",
+    "compose",
+    "customer_by_id",
+    "customer_orders",
+    "customers_by_email",
+    "guest_orders",
+    "order_by_id",
+    "order_by_number",
+    "orders_by_ids",
+    "stores",
+]
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str  # GraphQL type of the variable, e.g. "String!"
+    value: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One root field of the document, and the views rendered from its result."""
+
+    key: str  # response alias; unique within one document
+    root: str  # Query (or InStore) field name
+    type: str  # the entity type the views apply to
+    args: tuple[Arg, ...]
+    views: tuple[View, ...]
+    many: bool = False  # a paged result: views apply under `results`
+    store: str | None = None  # wraps the read in `inStore(key: ...)`
+
+    def shape(self) -> tuple[object, ...]:
+        return (
+            self.key,
+            self.root,
+            self.type,
+            tuple((a.name, a.type) for a in self.args),
+            self.views,
+            self.many,
+            self.store is not None,
+        )
+
+
+@dataclass(frozen=True)
+class Document:
+    """A composed GraphQL request and the reads it answers."""
+
+    query: str
+    variables: dict[str, Any]
+    reads: tuple[Read, ...]
+    operation_name: str = "CommerceContext"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "operationName": self.operation_name,
+            "variables": self.variables,
+        }
+
+    def extract(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Map each read's key to its entity, its list of entities, or None."""
+        out: dict[str, Any] = {}
+        for read in self.reads:
+            value = data.get(read.key)
+            if read.store is not None and value is not None:
+                value = value.get(read.root)
+            if read.many:
+                value = [] if value is None else value.get("results", [])
+            out[read.key] = value
+        return out
+
+
+# -- reads the client offers -------------------------------------------------------------------
+
+
+def order_by_number(
+    number: str, views: Sequence[View], *, store: str | None = None, key: str = "order"
+) -> Read:
+    return Read(
+        key, "order", "Order", (Arg("orderNumber", "String", number),), tuple(views), store=store
+    )
+
+
+def order_by_id(
+    order_id: str, views: Sequence[View], *, store: str | None = None, key: str = "order"
+) -> Read:
+    return Read(key, "order", "Order", (Arg("id", "String", order_id),), tuple(views), store=store)
+
+
+def orders_by_ids(
+    ids: Sequence[str], views: Sequence[View], *, store: str | None = None, key: str = "orders"
+) -> Read:
+    where = f"id in ({', '.join(_quote(i) for i in ids)})"
+    return _query(key, "orders", "Order", where, views, limit=len(ids), store=store)
+
+
+def customer_by_id(
+    customer_id: str, views: Sequence[View], *, store: str | None = None, key: str = "customer"
+) -> Read:
+    return Read(
+        key, "customer", "Customer", (Arg("id", "String", customer_id),), tuple(views), store=store
+    )
+
+
+def customers_by_email(
+    email: str,
+    views: Sequence[View],
+    *,
+    limit: int = 10,
+    store: str | None = None,
+    key: str = "customers",
+) -> Read:
+    # commercetools stores email case-preserved; lowercaseEmail is the case-insensitive predicate.
+    where = f"lowercaseEmail = {_quote(normalise_email(email))}"
+    return _query(key, "customers", "Customer", where, views, limit=limit, store=store)
+
+
+def customer_orders(
+    customer_id: str,
+    views: Sequence[View],
+    *,
+    limit: int = 10,
+    store: str | None = None,
+    key: str = "customer_orders",
+) -> Read:
+    where = f"customerId = {_quote(customer_id)}"
+    return _query(
+        key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
+    )
+
+
+def guest_orders(
+    email: str,
+    views: Sequence[View],
+    *,
+    limit: int = 10,
+    store: str | None = None,
+    key: str = "guest_orders",
+) -> Read:
+    # Orders keep the address as the shopper typed it and have no lowercase predicate, so
+    # match both the spelling we were given and its lowercase form.
+    spellings = dict.fromkeys((email.strip(), normalise_email(email)))
+    where = (
+        f"customerEmail in ({', '.join(_quote(s) for s in spellings)})"
+        " and customerId is not defined"
+    )
+    return _query(
+        key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
+    )
+
+
+def active_cart(
+    customer_id: str, views: Sequence[View], *, store: str | None = None, key: str = "cart"
+) -> Read:
+    return Read(
+        key,
+        "customerActiveCart",
+        "Cart",
+        (Arg("customerId", "String!", customer_id),),
+        tuple(views),
+        store=store,
+    )
+
+
+def stores(views: Sequence[View], *, limit: int = 100, key: str = "stores") -> Read:
+    return Read(key, "stores", "Store", (Arg("limit", "Int", limit),), tuple(views), many=True)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _query(
+    key: str,
+    root: str,
+    type_: str,
+    where: str,
+    views: Sequence[View],
+    *,
+    limit: int,
+    store: str | None,
+    sort: str | None = None,
+) -> Read:
+    args = [Arg("where", "String", where), Arg("limit", "Int", limit)]
+    if sort:
+        args.append(Arg("sort", "[String!]", [sort]))
+    return Read(key, root, type_, tuple(args), tuple(views), many=True, store=store)
+
+
+def _quote(value: str) -> str:
+    """A commercetools predicate string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+# -- composition ---------------------------------------------------------------------------------
+
+
+def compose(reads: Iterable[Read], operation_name: str = "CommerceContext") -> Document:
+    """One document answering every read; raises ConfigError on a malformed combination."""
+    reads = tuple(reads)
+    if not reads:
+        raise ConfigError("compose() needs at least one read")
+    keys = [r.key for r in reads]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"duplicate read keys in one document: {keys}")
+    query = _document_text(tuple(r.shape() for r in reads), operation_name)
+    variables: dict[str, Any] = {}
+    for read in reads:
+        for arg in read.args:
+            variables[f"{read.key}_{arg.name}"] = arg.value
+        if read.store is not None:
+            variables[f"{read.key}_store"] = read.store
+    return Document(query, variables, reads, operation_name)
+
+
+@lru_cache(maxsize=256)
+def _document_text(shapes: tuple[tuple[Any, ...], ...], operation_name: str) -> str:
+    declarations: list[str] = []
+    fields: list[str] = []
+    for key, root, type_, args, views, many, scoped in shapes:
+        if not _KEY.match(key):
+            raise ConfigError(f"read key {key!r} is not a GraphQL name")
+        selection = print_ast(merge_views(views, type_))
+        if many:
+            selection = "{ results " + selection + " }"
+        arguments = ", ".join(f"{name}: ${key}_{name}" for name, _ in args)
+        declarations += [f"${key}_{name}: {gql_type}" for name, gql_type in args]
+        body = f"{root}({arguments}) {selection}"
+        if scoped:
+            declarations.append(f"${key}_store: KeyReferenceInput!")
+            body = f"inStore(key: ${key}_store) {{ {body} }}"
+        fields.append(f"{key}: {body}")
+    return f"query {operation_name}({', '.join(declarations)}) {{\n" + "\n".join(fields) + "\n}"
+
+
+def merge_views(views: Sequence[View], type_: str) -> SelectionSetNode:
+    selection = SelectionSetNode(selections=())
+    for view in views:
+        if view.on not in ("*", type_):
+            raise ConfigError(f"view {view.name!r} reads {view.on}, not {type_}")
+        forbidden = view.field_names() & FORBIDDEN_FIELDS
+        if forbidden:
+            raise ConfigError(f"view {view.name!r} selects forbidden fields {sorted(forbidden)}")
+        selection = _merge(selection, view.selection)
+    return selection
+
+
+def _merge(a: SelectionSetNode, b: SelectionSetNode) -> SelectionSetNode:
+    merged: dict[str, FieldNode] = {}
+    for node in (*a.selections, *b.selections):
+        if not isinstance(node, FieldNode):
+            raise ConfigError("views may only use plain fields (no fragments)")
+        key = node.alias.value if node.alias else node.name.value
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = node
+            continue
+        if _args(seen) != _args(node):
+            raise ConfigError(f"views disagree on the arguments of field {key!r}")
+        if seen.selection_set and node.selection_set:
+            merged[key] = FieldNode(
+                alias=seen.alias,
+                name=seen.name,
+                arguments=seen.arguments,
+                directives=seen.directives,
+                selection_set=_merge(seen.selection_set, node.selection_set),
+            )
+    return SelectionSetNode(selections=tuple(merged.values()))
+
+
+def _args(node: FieldNode) -> tuple[str, ...]:
+    return tuple(print_ast(arg) for arg in node.arguments or ())
+
+
+def check_response(body: object) -> Mapping[str, Any]:
+    """The `data` of a GraphQL response, or UpstreamError naming the first error."""
+    if not isinstance(body, Mapping):
+        raise UpstreamError("commercetools GraphQL answered with a non-object body")
+    errors = body.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        code = (first.get("extensions") or {}).get("code", "GraphQLError")
+        raise UpstreamError(f"commercetools GraphQL error {code}: {first.get('message', '')}")
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        raise UpstreamError("commercetools GraphQL answered without data")
+    return data

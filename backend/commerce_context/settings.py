@@ -1,0 +1,250 @@
+"""The one typed settings object.
+
+Values come from, in order: keyword arguments (tests, the demo), environment variables prefixed
+`CC_`, a `.env` file, then the defaults below. Mappings that are data rather than deployment
+knobs (stores, the field policy) live in a TOML file named by `CC_CONFIG_FILE`.
+
+`load_settings()` turns any validation failure into one `ConfigError` line naming the setting,
+which the CLI prints before exiting. Secrets are `SecretStr`, so reprs and logs show `**********`.
+Every field is documented in docs/configuration.md; a test fails when one is not.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from babel import Locale, UnknownLocaleError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .exceptions import ConfigError
+
+__all__ = ["Mappings", "Settings", "StoreScope", "load_settings"]
+
+REGIONS = (
+    "us-central1.gcp",
+    "us-east-2.aws",
+    "europe-west1.gcp",
+    "eu-central-1.aws",
+    "australia-southeast1.gcp",
+)
+ENV_PREFIX = "CC_"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+Treatment = Literal["show", "mask", "exclude"]
+
+
+class StoreScope(BaseModel):
+    """One commercetools store and the helpdesk channels that map to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    locale: str = Field(description="Locale used for money and dates, e.g. de-DE")
+    currency: str = Field(description="ISO 4217 currency code, e.g. EUR")
+    zendesk_brands: tuple[int, ...] = Field(default=(), description="Zendesk brand ids")
+    tidio_widgets: tuple[str, ...] = Field(default=(), description="Tidio public keys")
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 code such as EUR")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value, sep="-")
+        except (ValueError, UnknownLocaleError):
+            raise ValueError(f"{value!r} is not a known locale such as en-GB") from None
+        return value
+
+
+class Mappings(BaseModel):
+    """The TOML config file: store scoping and the field policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stores: dict[str, StoreScope] = Field(default_factory=dict)
+    field_policy: dict[str, Treatment] = Field(default_factory=dict)
+    order_custom_fields: tuple[str, ...] = (
+        "supportStatus",
+        "internalNote",
+        "rmaStatus",
+        "warehouse",
+        "marketplaceSource",
+    )
+
+    @model_validator(mode="after")
+    def _no_channel_in_two_stores(self) -> Mappings:
+        channels = (("zendesk_brands", "Zendesk brand"), ("tidio_widgets", "Tidio widget"))
+        for attribute, label in channels:
+            owner: dict[object, str] = {}
+            for key, scope in self.stores.items():
+                for channel in getattr(scope, attribute):
+                    if channel in owner:
+                        raise ValueError(
+                            f"{label} {channel} is mapped to both stores "
+                            f"{owner[channel]!r} and {key!r}"
+                        )
+                    owner[channel] = key
+        return self
+
+    def store_for_brand(self, brand_id: int | None) -> str | None:
+        for key, scope in self.stores.items():
+            if brand_id is not None and brand_id in scope.zendesk_brands:
+                return key
+        return None
+
+
+class Settings(BaseSettings):
+    """Deployment settings. See docs/configuration.md for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # -- commercetools --------------------------------------------------------------------------
+    ct_project_key: str = Field(min_length=1, description="commercetools project key")
+    ct_client_id: str = Field(min_length=1, description="API client id")
+    ct_client_secret: SecretStr = Field(description="API client secret")
+    ct_region: str | None = Field(default=None, description="e.g. europe-west1.gcp")
+    ct_api_url: str | None = Field(default=None, description="overrides the region's API host")
+    ct_auth_url: str | None = Field(default=None, description="overrides the region's auth host")
+    ct_scopes: str | None = Field(default=None, description="space-separated OAuth scopes")
+    ct_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per call")
+    ct_max_retries: int = Field(default=3, ge=0, le=10, description="retries of transient errors")
+    ct_backoff_base: float = Field(default=0.2, gt=0, le=30, description="first backoff, seconds")
+    ct_backoff_max: float = Field(default=5.0, gt=0, le=300, description="backoff ceiling, seconds")
+    ct_conflict_retries: int = Field(default=3, ge=0, le=10, description="409 retries per update")
+    ct_token_refresh_margin: float = Field(
+        default=300.0, ge=0, description="refresh the token this many seconds before it expires"
+    )
+    merchant_center_url: str | None = Field(
+        default=None, description="Merchant Center base URL, derived from the region"
+    )
+
+    # -- service --------------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="address uvicorn binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="port uvicorn binds")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    config_file: Path | None = Field(default=None, description="TOML file with the mappings")
+    public_url: str | None = Field(default=None, description="URL agents reach this service at")
+
+    # Loaded from config_file, never from the environment.
+    mappings: Mappings = Field(default_factory=Mappings, exclude=True)
+
+    @field_validator("ct_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value not in REGIONS:
+            raise ValueError(f"{value!r} is not one of {', '.join(REGIONS)}")
+        return value
+
+    @field_validator("ct_api_url", "ct_auth_url", "merchant_center_url", "public_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        if self.ct_region is None and not (self.ct_api_url and self.ct_auth_url):
+            raise ValueError(
+                f"set {ENV_PREFIX}CT_REGION, or both {ENV_PREFIX}CT_API_URL and "
+                f"{ENV_PREFIX}CT_AUTH_URL",
+            )
+        if self.ct_backoff_base > self.ct_backoff_max:
+            raise ValueError(
+                f"{ENV_PREFIX}CT_BACKOFF_BASE must not exceed {ENV_PREFIX}CT_BACKOFF_MAX"
+            )
+        if self.config_file is not None:
+            try:
+                mappings = _read_mappings(self.config_file)
+            except _MappingsError as exc:
+                raise ValueError(f"{ENV_PREFIX}CONFIG_FILE {exc}") from None
+            object.__setattr__(self, "mappings", mappings)
+        return self
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return self.ct_api_url or f"https://api.{self.ct_region}.commercetools.com"
+
+    @property
+    def auth_url(self) -> str:
+        return self.ct_auth_url or f"https://auth.{self.ct_region}.commercetools.com"
+
+    @property
+    def scopes(self) -> str:
+        if self.ct_scopes:
+            return self.ct_scopes
+        pk = self.ct_project_key
+        return " ".join(
+            f"{scope}:{pk}"
+            for scope in ("view_orders", "view_customers", "view_payments", "view_stores")
+        )
+
+    @property
+    def mc_url(self) -> str:
+        if self.merchant_center_url:
+            return self.merchant_center_url
+        region = self.ct_region or "europe-west1.gcp"
+        return f"https://mc.{region}.commercetools.com"
+
+
+class _MappingsError(ValueError):
+    pass
+
+
+def _read_mappings(path: Path) -> Mappings:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _MappingsError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _MappingsError(f"{path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _MappingsError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return Mappings.model_validate(raw)
+    except ValidationError as exc:
+        problem = _first_error(exc, prefix="").removeprefix("invalid settings: ")
+        raise _MappingsError(f"{path}: {problem.removeprefix('invalid setting ')}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and overrides), or one ConfigError line naming the fault."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, prefix=ENV_PREFIX)) from None
+
+
+def _first_error(exc: ValidationError, *, prefix: str) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    location = [str(part) for part in first["loc"]]
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    if not location:  # a model-level rule: its message names the settings involved
+        return f"invalid settings: {message}{more}"
+    name = prefix + location[0].upper() if prefix else "[" + ".".join(location) + "]"
+    return f"invalid setting {name}: {message}{more}"
