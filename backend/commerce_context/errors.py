@@ -80,16 +80,14 @@ def handlers(templates: Jinja2Templates) -> dict[Any, Any]:
         return render(request, status, _CODES.get(status, "http_error"), message)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # The traceback is logged by the server when ServerErrorMiddleware re-raises.
+        # Runs outside the other middleware; the traceback is logged by the server when
+        # ServerErrorMiddleware re-raises, so the response carries no detail.
+        body = error_body(500, "internal_error", "Something went wrong on our side.")
+        headers = {"Cache-Control": "no-store", "X-Correlation-ID": body["error"]["correlation_id"]}
         if "text/html" in request.headers.get("accept", ""):
-            body = error_body(500, "internal_error", "Something went wrong on our side.")
-            return HTMLResponse(
-                templates.get_template("error.html").render(error=body["error"]), status_code=500
-            )
-        return JSONResponse(
-            error_body(500, "internal_error", "Something went wrong on our side."),
-            status_code=500,
-        )
+            page = templates.get_template("error.html").render(error=body["error"])
+            return HTMLResponse(page, status_code=500, headers=headers)
+        return JSONResponse(body, status_code=500, headers=headers)
 
     return {
         CommerceContextError: on_project_error,

@@ -1,0 +1,103 @@
+"""The service's own endpoints and its one error shape, with commercetools faked at the transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from bs4 import BeautifulSoup
+from starlette.routing import Route
+
+from commerce_context.app import create_app
+from tests.asgi import app_client
+from tests.test_commercetools import Upstream, make_settings
+
+
+def service(upstream: Any, **kwargs: Any) -> Any:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    return app_client(create_app(make_settings(ct_max_retries=0), http=http, **kwargs))
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with service(Upstream()) as c:
+        yield c
+
+
+def assert_error_shape(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"status", "code", "message", "correlation_id"}
+    assert error["status"] == status and error["code"] == code
+    assert error["message"]
+    assert error["correlation_id"] == response.headers["x-correlation-id"]
+    return error
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_when_commercetools_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"config": "ok", "commercetools": "ok"}
+
+
+async def test_readyz_when_commercetools_is_down() -> None:
+    async with service(Upstream(httpx.Response(503))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert "unavailable" in body["checks"]["commercetools"]
+
+
+async def test_unknown_path_uses_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.get("/nope"), 404, "not_found")
+
+
+async def test_wrong_method_uses_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.delete("/healthz"), 405, "method_not_allowed")
+
+
+async def test_demo_page_is_not_served_outside_the_demo(client: httpx.AsyncClient) -> None:
+    error = assert_error_shape(await client.get("/"), 404, "not_found")
+    assert "without the demo" in error["message"]
+
+
+async def test_browsers_get_an_html_error_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    page = BeautifulSoup(response.text, "html.parser")
+    assert page.h1 is not None and page.h1.text == "404"
+    assert response.headers["x-correlation-id"] in page.text
+
+
+async def test_incoming_correlation_id_is_kept_and_bad_ones_replaced(client: httpx.AsyncClient) -> None:
+    kept = await client.get("/healthz", headers={"X-Correlation-ID": "zendesk-req-12345"})
+    assert kept.headers["x-correlation-id"] == "zendesk-req-12345"
+    replaced = await client.get("/healthz", headers={"X-Correlation-ID": "<script>"})
+    assert replaced.headers["x-correlation-id"].startswith("cc-")
+
+
+async def test_unexpected_errors_answer_500_without_a_traceback() -> None:
+    app = create_app(make_settings(), http=httpx.AsyncClient(transport=httpx.MockTransport(Upstream())))
+
+    async def boom(request: Any) -> Any:
+        raise RuntimeError("secret internals: not-a-real-secret")
+
+    app.router.routes.append(Route("/boom", boom))
+    async with app_client(app) as client:
+        response = await client.get("/boom")
+        html = await client.get("/boom", headers={"Accept": "text/html"})
+    error = assert_error_shape(response, 500, "internal_error")
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert error["message"] == "Something went wrong on our side."
+    assert html.status_code == 500 and "secret internals" not in html.text
