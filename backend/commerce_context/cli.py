@@ -84,7 +84,7 @@ async def run_demo(host: str | None, port: int | None) -> int:
     print("Starting the commercetools emulator and seeding demo data ...", flush=True)
     async with running() as harness:
         settings = demo_settings(harness, host=host or "127.0.0.1", port=port or 8000)
-        app = create_app(settings, demo_emails=harness.demo.demo_emails)
+        app = create_app(settings, demo_emails=harness.demo_emails)
         config = uvicorn.Config(
             app,
             host=settings.host,
