@@ -18,3 +18,8 @@ const stop = async () => {
 };
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
+// Started by Python with a pipe on stdin: when the parent dies the pipe closes and we follow.
+if (process.env.EXIT_WITH_PARENT === "1") {
+  process.stdin.on("end", stop);
+  process.stdin.resume();
+}
