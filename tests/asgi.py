@@ -11,7 +11,9 @@ from starlette.types import ASGIApp
 
 
 @asynccontextmanager
-async def app_client(app: ASGIApp, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(
+    app: ASGIApp, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:

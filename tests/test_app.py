@@ -1,4 +1,4 @@
-"""The service's own endpoints and its one error shape, with commercetools faked at the transport."""
+"""The service's own endpoints and its one error shape, commercetools faked at the transport."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ async def test_browsers_get_an_html_error_page(client: httpx.AsyncClient) -> Non
     assert response.headers["x-correlation-id"] in page.text
 
 
-async def test_incoming_correlation_id_is_kept_and_bad_ones_replaced(client: httpx.AsyncClient) -> None:
+async def test_incoming_correlation_id_is_kept_and_bad_ones_replaced(
+    client: httpx.AsyncClient,
+) -> None:
     kept = await client.get("/healthz", headers={"X-Correlation-ID": "zendesk-req-12345"})
     assert kept.headers["x-correlation-id"] == "zendesk-req-12345"
     replaced = await client.get("/healthz", headers={"X-Correlation-ID": "<script>"})
@@ -88,7 +90,9 @@ async def test_incoming_correlation_id_is_kept_and_bad_ones_replaced(client: htt
 
 
 async def test_unexpected_errors_answer_500_without_a_traceback() -> None:
-    app = create_app(make_settings(), http=httpx.AsyncClient(transport=httpx.MockTransport(Upstream())))
+    app = create_app(
+        make_settings(), http=httpx.AsyncClient(transport=httpx.MockTransport(Upstream()))
+    )
 
     async def boom(request: Any) -> Any:
         raise RuntimeError("secret internals: not-a-real-secret")

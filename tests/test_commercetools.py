@@ -91,7 +91,9 @@ class Sleeps:
         self.calls.append(seconds)
 
 
-def client_for(upstream: Handler, sleeps: Sleeps | None = None, **overrides: Any) -> CommercetoolsClient:
+def client_for(
+    upstream: Handler, sleeps: Sleeps | None = None, **overrides: Any
+) -> CommercetoolsClient:
     http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
     return CommercetoolsClient(make_settings(**overrides), http, sleep=sleeps or Sleeps())
 
@@ -154,8 +156,11 @@ async def test_rejected_credentials_raise_a_readable_error_without_the_secret() 
     def upstream(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
             401,
-            json={"statusCode": 401, "message": "Please provide valid client credentials",
-                  "error": "invalid_client"},
+            json={
+                "statusCode": 401,
+                "message": "Please provide valid client credentials",
+                "error": "invalid_client",
+            },
         )
 
     client = client_for(upstream)
@@ -168,8 +173,12 @@ async def test_rejected_credentials_raise_a_readable_error_without_the_secret() 
 
 async def test_a_revoked_token_is_replaced_once() -> None:
     revoked = httpx.Response(
-        401, json={"statusCode": 401, "message": "invalid_token",
-                   "errors": [{"code": "invalid_token", "message": "invalid_token"}]}
+        401,
+        json={
+            "statusCode": 401,
+            "message": "invalid_token",
+            "errors": [{"code": "invalid_token", "message": "invalid_token"}],
+        },
     )
     upstream = Upstream(revoked, graphql_ok())
     client = client_for(upstream)
@@ -236,8 +245,11 @@ async def test_retries_are_bounded_and_end_in_upstream_unavailable() -> None:
 
 @pytest.mark.parametrize("status", [400, 403, 500])
 async def test_other_errors_are_not_retried(status: int) -> None:
-    body = {"statusCode": status, "message": "no",
-            "errors": [{"code": "InvalidInput", "message": "no"}]}
+    body = {
+        "statusCode": status,
+        "message": "no",
+        "errors": [{"code": "InvalidInput", "message": "no"}],
+    }
     upstream = Upstream(httpx.Response(status, json=body))
     client = client_for(upstream)
     with pytest.raises(UpstreamRejected) as caught:
@@ -247,7 +259,11 @@ async def test_other_errors_are_not_retried(status: int) -> None:
 
 
 async def test_graphql_errors_become_upstream_errors() -> None:
-    body = {"errors": [{"message": "Too complex", "extensions": {"code": "QueryComplexityLimitExceeded"}}]}
+    body = {
+        "errors": [
+            {"message": "Too complex", "extensions": {"code": "QueryComplexityLimitExceeded"}}
+        ]
+    }
     client = client_for(Upstream(httpx.Response(200, json=body)))
     with pytest.raises(UpstreamError, match="QueryComplexityLimitExceeded"):
         await client.fetch(order_document())
@@ -297,8 +313,9 @@ def conflict(current: int) -> httpx.Response:
         json={
             "statusCode": 409,
             "message": message,
-            "errors": [{"code": "ConcurrentModification", "message": message,
-                        "currentVersion": current}],
+            "errors": [
+                {"code": "ConcurrentModification", "message": message, "currentVersion": current}
+            ],
         },
     )
 
@@ -335,15 +352,23 @@ async def test_non_idempotent_updates_return_the_conflict_at_once() -> None:
     upstream = Upstream(conflict(7))
     client = client_for(upstream)
     with pytest.raises(ConcurrentModification) as caught:
-        await client.update("orders", "o-1", 1, [{"action": "changeOrderState",
-                                                   "orderState": "Cancelled"}], idempotent=False)
+        await client.update(
+            "orders",
+            "o-1",
+            1,
+            [{"action": "changeOrderState", "orderState": "Cancelled"}],
+            idempotent=False,
+        )
     assert caught.value.current_version == 7
     assert len(upstream.requests) == 1
 
 
 async def test_update_of_a_missing_resource_is_not_found() -> None:
-    body = {"statusCode": 404, "message": "not found",
-            "errors": [{"code": "ResourceNotFound", "message": "not found"}]}
+    body = {
+        "statusCode": 404,
+        "message": "not found",
+        "errors": [{"code": "ResourceNotFound", "message": "not found"}],
+    }
     client = client_for(Upstream(httpx.Response(404, json=body)))
     with pytest.raises(UpstreamNotFound, match="ResourceNotFound"):
         await client.update("orders", "missing", 1, SET_STATUS)

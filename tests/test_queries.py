@@ -75,13 +75,17 @@ def test_views_never_select_payment_tokens_or_card_data() -> None:
 
 
 def test_compose_refuses_a_view_that_selects_a_payment_token() -> None:
-    sneaky = View("sneaky", "Order", "paymentInfo { payments { paymentMethodInfo { token { value } } } }")
+    sneaky = View(
+        "sneaky", "Order", "paymentInfo { payments { paymentMethodInfo { token { value } } } }"
+    )
     with pytest.raises(ConfigError, match="forbidden"):
         queries.compose([queries.order_by_number("1", [sneaky])])
 
 
 def test_views_are_merged_field_by_field() -> None:
-    document = queries.compose([queries.order_by_number("1", [views.ORDER_SUMMARY, views.PAYMENTS])])
+    document = queries.compose(
+        [queries.order_by_number("1", [views.ORDER_SUMMARY, views.PAYMENTS])]
+    )
     # paymentState is in both views; it must appear once.
     assert document.query.count("paymentState") == 1
     assert "transactions" in document.query and "orderNumber" in document.query
@@ -105,6 +109,11 @@ def test_duplicate_keys_and_bad_keys_are_refused() -> None:
         queries.compose([read, read])
     with pytest.raises(ConfigError, match="not a GraphQL name"):
         queries.compose([queries.order_by_number("1", [views.ORDER_SUMMARY], key="bad-key")])
+
+
+def test_orders_by_ids_needs_ids() -> None:
+    with pytest.raises(ConfigError, match="at least one id"):
+        queries.orders_by_ids([], [views.VERSION])
 
 
 def test_predicate_values_are_escaped() -> None:

@@ -43,7 +43,10 @@ def test_defaults_derive_hosts_and_scopes_from_region() -> None:
     assert settings.auth_url == "https://auth.europe-west1.gcp.commercetools.com"
     assert settings.mc_url == "https://mc.europe-west1.gcp.commercetools.com"
     assert settings.scopes.split() == [
-        "view_orders:proj", "view_customers:proj", "view_payments:proj", "view_stores:proj",
+        "view_orders:proj",
+        "view_customers:proj",
+        "view_payments:proj",
+        "view_stores:proj",
     ]
 
 
@@ -73,7 +76,10 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ({"ct_client_id": None}, "invalid setting CC_CT_CLIENT_ID: "),
         ({"ct_region": "mars-1"}, "invalid setting CC_CT_REGION: 'mars-1' is not one of"),
         ({"ct_timeout": -1}, "invalid setting CC_CT_TIMEOUT: Input should be greater than 0"),
-        ({"ct_api_url": "ftp://x"}, "invalid setting CC_CT_API_URL: 'ftp://x' is not an http(s) URL"),
+        (
+            {"ct_api_url": "ftp://x"},
+            "invalid setting CC_CT_API_URL: 'ftp://x' is not an http(s) URL",
+        ),
         ({"ct_region": None}, "set CC_CT_REGION, or both CC_CT_API_URL and CC_CT_AUTH_URL"),
         ({"ct_backoff_base": 10, "ct_backoff_max": 1}, "CC_CT_BACKOFF_BASE must not exceed"),
         ({"unknown_knob": 1}, "invalid setting CC_UNKNOWN_KNOB: Extra inputs are not permitted"),
@@ -132,14 +138,22 @@ def test_mapping_file_is_loaded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (MAPPINGS.replace("zendesk_brands = [102]", "zendesk_brands = [101]"),
-         "Zendesk brand 101 is mapped to both stores 'berlin' and 'london'"),
-        (MAPPINGS.replace('currency = "GBP"', 'currency = "pounds"'),
-         "[stores.london.currency]: 'pounds' is not an ISO 4217 code"),
-        (MAPPINGS.replace('locale = "en-GB"', 'locale = "xx-QQ"'),
-         "[stores.london.locale]: 'xx-QQ' is not a known locale"),
-        (MAPPINGS.replace('= "exclude"', '= "hide"'),
-         "[field_policy.order.shippingAddress]: Input should be 'show', 'mask' or 'exclude'"),
+        (
+            MAPPINGS.replace("zendesk_brands = [102]", "zendesk_brands = [101]"),
+            "Zendesk brand 101 is mapped to both stores 'berlin' and 'london'",
+        ),
+        (
+            MAPPINGS.replace('currency = "GBP"', 'currency = "pounds"'),
+            "[stores.london.currency]: 'pounds' is not an ISO 4217 code",
+        ),
+        (
+            MAPPINGS.replace('locale = "en-GB"', 'locale = "xx-QQ"'),
+            "[stores.london.locale]: 'xx-QQ' is not a known locale",
+        ),
+        (
+            MAPPINGS.replace('= "exclude"', '= "hide"'),
+            "[field_policy.order.shippingAddress]: Input should be 'show', 'mask' or 'exclude'",
+        ),
         (MAPPINGS + "\n[surprise]\n", "[surprise]: Extra inputs are not permitted"),
         ("stores = [", "is not valid TOML"),
     ],
@@ -157,7 +171,7 @@ def test_contradictory_or_malformed_mappings_fail_with_one_line(
 
 
 def test_missing_mapping_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="CC_CONFIG_FILE .*missing.toml does not exist"):
+    with pytest.raises(ConfigError, match=r"CC_CONFIG_FILE .*missing\.toml does not exist"):
         load(config_file=tmp_path / "missing.toml")
 
 
@@ -165,7 +179,11 @@ def test_check_config_command_prints_one_line_and_exits_2(tmp_path: Path) -> Non
     env = {"PATH": "/usr/bin:/bin", "CC_CT_PROJECT_KEY": "proj"}
     result = subprocess.run(
         [sys.executable, "-m", "commerce_context", "check-config"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
@@ -182,7 +200,11 @@ def test_check_config_command_succeeds_and_hides_secrets(tmp_path: Path) -> None
     }
     result = subprocess.run(
         [sys.executable, "-m", "commerce_context", "check-config"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout

@@ -120,6 +120,9 @@ def order_by_id(
 def orders_by_ids(
     ids: Sequence[str], views: Sequence[View], *, store: str | None = None, key: str = "orders"
 ) -> Read:
+    if not ids:
+        # `id in ()` is not a valid predicate, and one failed list read voids the document.
+        raise ConfigError("orders_by_ids() needs at least one id")
     where = f"id in ({', '.join(_quote(i) for i in ids)})"
     return _query(key, "orders", "Order", where, views, limit=len(ids), store=store)
 

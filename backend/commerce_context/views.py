@@ -110,7 +110,7 @@ ORDER_DETAIL = View(
       id quantity
       variant {{ sku }}
       nameAllLocales {{ locale value }}
-      price {{ value {{ {MONEY} }} }}
+      price {{ value {{ {MONEY} }} discounted {{ value {{ {MONEY} }} }} }}
       totalPrice {{ {MONEY} }}
       discountedPricePerQuantity {{
         quantity

@@ -1,0 +1,48 @@
+"""Session fixtures: one emulator + GraphQL bridge + seeded project for the whole run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from commerce_context.commercetools import CommercetoolsClient
+from commerce_context.emulator.harness import Harness, demo_settings, running
+from commerce_context.settings import Settings
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def harness() -> AsyncIterator[Harness]:
+    async with running("test-project") as h:
+        yield h
+
+
+@pytest.fixture(scope="session")
+def ct_settings(harness: Harness) -> Settings:
+    return demo_settings(harness, ct_backoff_base=0.01, ct_backoff_max=0.1)
+
+
+class Recorder:
+    """Counts the requests an httpx client sends (and their sizes)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    async def __call__(self, request: httpx.Request) -> None:
+        self.requests.append(request)
+
+    def api_calls(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path != "/oauth/token"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ct(ct_settings: Settings, recorder: Recorder) -> AsyncIterator[CommercetoolsClient]:
+    async with httpx.AsyncClient(event_hooks={"request": [recorder]}) as http:
+        yield CommercetoolsClient(ct_settings, http)

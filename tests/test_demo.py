@@ -1,0 +1,74 @@
+"""The embedded demo: the page in-process against the harness, and `commerce-context demo` as a
+real process the way `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from bs4 import BeautifulSoup
+
+from commerce_context.app import create_app
+from commerce_context.emulator.harness import Harness
+from commerce_context.settings import Settings
+from tests.asgi import app_client
+
+pytestmark = pytest.mark.emulator
+
+
+async def test_demo_page_shows_live_data(harness: Harness, ct_settings: Settings) -> None:
+    app = create_app(ct_settings, demo_emails=harness.demo_emails)
+    async with app_client(app) as client:
+        response = await client.get("/")
+        ready = await client.get("/readyz")
+    assert response.status_code == 200
+    page = BeautifulSoup(response.text, "html.parser")
+    stores = {li["data-store"] for li in page.select("li[data-store]")}
+    assert stores >= {"berlin", "london", "newyork"}
+    shoppers = page.select("section.shopper")
+    assert len(shoppers) == len(harness.demo_emails)
+    assert any("DE-1004" in s.text for s in shoppers)  # a guest order is listed
+    assert ready.status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_command_serves_health_and_demo_page_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "commerce_context", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                time.sleep(0.2)
+        assert health is not None and health.json() == {"status": "ok"}
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "commerce-context demo" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode in (0, 130), output
+    assert f"open http://127.0.0.1:{port}/" in output
