@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean zendesk-package
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -36,6 +36,16 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The Zendesk app zip to upload: make zendesk-package BACKEND_URL=https://cc.example.com
+# (checked before `install` runs, so a forgotten BACKEND_URL fails at once)
+ifneq ($(filter zendesk-package,$(MAKECMDGOALS)),)
+ifeq ($(strip $(BACKEND_URL)),)
+$(error zendesk-package needs the backend URL: make zendesk-package BACKEND_URL=https://commerce-context.example.com)
+endif
+endif
+zendesk-package: install
+	$(BIN)/python -m commerce_context.zendesk_package --backend-url "$(BACKEND_URL)" --out dist/commerce-context-zendesk.zip
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
