@@ -21,6 +21,7 @@ ORDER_VIEWS = [
     views.RETURNS,
     views.order_custom_fields(("supportStatus", "internalNote")),
     views.order_custom_fields(()),
+    views.ORDER_CUSTOMER,
 ]
 CUSTOMER_VIEWS = [views.VERSION, views.CUSTOMER]
 CART_VIEWS = [views.VERSION, views.CART]
@@ -37,6 +38,7 @@ def every_read(store: str | None) -> list[queries.Read]:
         queries.customer_orders("cust-1", [views.ORDER_SUMMARY], store=store, key="f"),
         queries.guest_orders("Guest@Example.com", [views.ORDER_SUMMARY], store=store, key="g"),
         queries.active_cart("cust-1", CART_VIEWS, store=store, key="h"),
+        queries.orders_by_email(["A@x.com", "b@y.org"], o, store=store, key="i"),
     ]
 
 

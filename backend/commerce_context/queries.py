@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from graphql import FieldNode, SelectionSetNode, print_ast
+from graphql import FieldNode, InlineFragmentNode, SelectionSetNode, print_ast
 
 from .exceptions import ConfigError, UpstreamError
 from .views import FORBIDDEN_FIELDS, View
@@ -33,6 +33,7 @@ __all__ = [
     "guest_orders",
     "order_by_id",
     "order_by_number",
+    "orders_by_email",
     "orders_by_ids",
     "stores",
 ]
@@ -182,6 +183,26 @@ def guest_orders(
     )
 
 
+def orders_by_email(
+    emails: Sequence[str],
+    views: Sequence[View],
+    *,
+    limit: int = 20,
+    store: str | None = None,
+    key: str = "email_orders",
+) -> Read:
+    """Orders placed with any of the addresses, registered or guest, newest first."""
+    if not emails:
+        raise ConfigError("orders_by_email() needs at least one address")
+    # Orders keep the address as the shopper typed it and have no lowercase predicate, so
+    # match each spelling we were given and its lowercase form.
+    spellings = dict.fromkeys(s for e in emails for s in (e.strip(), normalise_email(e)))
+    where = f"customerEmail in ({', '.join(_quote(s) for s in spellings)})"
+    return _query(
+        key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
+    )
+
+
 def active_cart(
     customer_id: str, views: Sequence[View], *, store: str | None = None, key: str = "cart"
 ) -> Read:
@@ -280,25 +301,38 @@ def merge_views(views: Sequence[View], type_: str) -> SelectionSetNode:
 
 
 def _merge(a: SelectionSetNode, b: SelectionSetNode) -> SelectionSetNode:
-    merged: dict[str, FieldNode] = {}
+    merged: dict[str, FieldNode | InlineFragmentNode] = {}
     for node in (*a.selections, *b.selections):
-        if not isinstance(node, FieldNode):
-            raise ConfigError("views may only use plain fields (no fragments)")
-        key = node.alias.value if node.alias else node.name.value
+        if isinstance(node, InlineFragmentNode):
+            # Type conditions (`... on LineItemReturnItem`) merge like fields of that name.
+            key = "... on " + (node.type_condition.name.value if node.type_condition else "")
+        elif isinstance(node, FieldNode):
+            key = node.alias.value if node.alias else node.name.value
+        else:
+            raise ConfigError("views may only use fields and inline fragments")
         seen = merged.get(key)
         if seen is None:
             merged[key] = node
             continue
-        if _args(seen) != _args(node):
-            raise ConfigError(f"views disagree on the arguments of field {key!r}")
+        if isinstance(seen, FieldNode) and isinstance(node, FieldNode):
+            if _args(seen) != _args(node):
+                raise ConfigError(f"views disagree on the arguments of field {key!r}")
         if seen.selection_set and node.selection_set:
-            merged[key] = FieldNode(
-                alias=seen.alias,
-                name=seen.name,
-                arguments=seen.arguments,
-                directives=seen.directives,
-                selection_set=_merge(seen.selection_set, node.selection_set),
-            )
+            selection = _merge(seen.selection_set, node.selection_set)
+            if isinstance(seen, FieldNode):
+                merged[key] = FieldNode(
+                    alias=seen.alias,
+                    name=seen.name,
+                    arguments=seen.arguments,
+                    directives=seen.directives,
+                    selection_set=selection,
+                )
+            else:
+                merged[key] = InlineFragmentNode(
+                    type_condition=seen.type_condition,
+                    directives=seen.directives,
+                    selection_set=selection,
+                )
     return SelectionSetNode(selections=tuple(merged.values()))
 
 

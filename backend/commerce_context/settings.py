@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,6 +44,17 @@ REGIONS = (
 )
 ENV_PREFIX = "CC_"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_SUBDOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_MIN_HMAC_KEY_BYTES = 32
+_MIN_RSA_KEY_BITS = 2048
+# Zendesk settings that mean nothing without the account they belong to.
+_ZENDESK_NEED_SUBDOMAIN = (
+    "zendesk_app_id",
+    "zendesk_installation_id",
+    "zendesk_public_key",
+    "zendesk_key_url",
+    "zendesk_shared_secret",
+)
 
 Treatment = Literal["show", "mask", "exclude"]
 
@@ -86,6 +100,19 @@ class Mappings(BaseModel):
         "warehouse",
         "marketplaceSource",
     )
+
+    tracking_urls: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tracking_urls")
+    @classmethod
+    def _tracking_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for carrier, template in value.items():
+            if "{tracking_id}" not in template or not template.startswith("https://"):
+                raise ValueError(
+                    f"tracking URL for {carrier!r} must be an https URL containing {{tracking_id}}"
+                )
+        # Carriers are matched without regard to case: "DHL" in data, "dhl" in config.
+        return {carrier.strip().lower(): template for carrier, template in value.items()}
 
     @model_validator(mode="after")
     def _no_channel_in_two_stores(self) -> Mappings:
@@ -147,6 +174,34 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, description="TOML file with the mappings")
     public_url: str | None = Field(default=None, description="URL agents reach this service at")
 
+    # -- Zendesk -------------------------------------------------------------------------------
+    zendesk_subdomain: str | None = Field(
+        default=None, description="the account's subdomain (acme for acme.zendesk.com)"
+    )
+    zendesk_app_id: int | None = Field(default=None, gt=0, description="the Zendesk app's id")
+    zendesk_installation_id: int | None = Field(
+        default=None, gt=0, description="the app installation's id (the signed-URL audience)"
+    )
+    zendesk_public_key: str | None = Field(
+        default=None, description="the app's RSA public key (PEM); fetched when not set"
+    )
+    zendesk_key_url: str | None = Field(
+        default=None, description="overrides the URL the app's public key is fetched from"
+    )
+    zendesk_shared_secret: SecretStr | None = Field(
+        default=None, description="secure setting that signs ZAF secure-request JWTs"
+    )
+    zendesk_jwt_leeway: float = Field(
+        default=30.0, ge=0, le=300, description="clock skew allowed on Zendesk JWTs, seconds"
+    )
+    session_secret: SecretStr | None = Field(
+        default=None, description="key that signs the sidebar's own session tokens"
+    )
+    session_ttl: int = Field(default=900, ge=30, le=86400, description="session lifetime, seconds")
+    zendesk_order_field_id: int | None = Field(
+        default=None, gt=0, description="ticket custom field holding an order number"
+    )
+
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
 
@@ -163,6 +218,74 @@ class Settings(BaseSettings):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("zendesk_subdomain")
+    @classmethod
+    def _zendesk_subdomain(cls, value: str | None) -> str | None:
+        if value is not None and not _SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a Zendesk subdomain: give only the first label, such as acme "
+                "for acme.zendesk.com"
+            )
+        return value.lower() if value else value
+
+    @field_validator("zendesk_public_key")
+    @classmethod
+    def _zendesk_public_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # An environment variable cannot easily hold newlines; accept them written as \n.
+        pem = value.replace("\\n", "\n").strip()
+        problem = _rsa_public_key_problem(pem)
+        if problem:
+            raise ValueError(problem)
+        return pem + "\n"
+
+    @field_validator("zendesk_key_url")
+    @classmethod
+    def _zendesk_key_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/", value):
+            raise ValueError(f"{value!r} is not an http(s) URL of the public key")
+        return value
+
+    @field_validator("zendesk_shared_secret", "session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+        if value is not None and len(value.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {_MIN_HMAC_KEY_BYTES} bytes long (HS256 needs a 256-bit key)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _zendesk(self) -> Settings:
+        p = ENV_PREFIX
+        if self.zendesk_subdomain is None:
+            for name in _ZENDESK_NEED_SUBDOMAIN:
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{p}{name.upper()} is set but {p}ZENDESK_SUBDOMAIN is not; set both"
+                    )
+            return self
+        required = [
+            ("zendesk_installation_id", ""),
+            ("zendesk_app_id", f" unless {p}ZENDESK_PUBLIC_KEY is set"),
+            ("session_secret", ""),
+        ]
+        for name, condition in required:
+            if name == "zendesk_app_id" and self.zendesk_public_key is not None:
+                continue
+            if getattr(self, name) is None:
+                raise ValueError(
+                    f"{p}ZENDESK_SUBDOMAIN is set, so {p}{name.upper()} is required{condition}"
+                )
+        shared, session = self.zendesk_shared_secret, self.session_secret
+        if shared is not None and session is not None and shared == session:
+            # Browser code chooses the claims Zendesk signs with the shared secret: with one key
+            # for both, an agent could mint themselves a session.
+            raise ValueError(f"{p}SESSION_SECRET must differ from {p}ZENDESK_SHARED_SECRET")
+        return self
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
@@ -184,6 +307,11 @@ class Settings(BaseSettings):
         return self
 
     # -- derived values -------------------------------------------------------------------------
+    @property
+    def zendesk_enabled(self) -> bool:
+        """True when the Zendesk sidebar is configured (the model rules ensure it is complete)."""
+        return self.zendesk_subdomain is not None
+
     @property
     def api_url(self) -> str:
         return self.ct_api_url or f"https://api.{self.ct_region}.commercetools.com"
@@ -208,6 +336,22 @@ class Settings(BaseSettings):
             return self.merchant_center_url
         region = self.ct_region or "europe-west1.gcp"
         return f"https://mc.{region}.commercetools.com"
+
+
+def _rsa_public_key_problem(pem: str) -> str | None:
+    """Why `pem` is not a usable RSA public key, in one line; None when it is."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return (
+            "not a PEM public key (expected -----BEGIN PUBLIC KEY----- ... "
+            "-----END PUBLIC KEY-----)"
+        )
+    if not isinstance(key, rsa.RSAPublicKey):
+        return "a PEM public key, but not an RSA one (Zendesk signs with RS256)"
+    if key.key_size < _MIN_RSA_KEY_BITS:
+        return f"a {key.key_size}-bit RSA key; at least {_MIN_RSA_KEY_BITS} bits are required"
+    return None
 
 
 class _MappingsError(ValueError):

@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from graphql import FieldNode, SelectionSetNode, parse
+from graphql import FieldNode, InlineFragmentNode, SelectionSetNode, parse
 from graphql.language import OperationDefinitionNode
 
 __all__ = [
     "CART",
     "CUSTOMER",
     "FORBIDDEN_FIELDS",
+    "ORDER_CUSTOMER",
     "ORDER_DETAIL",
     "ORDER_SUMMARY",
     "PAYMENTS",
@@ -70,8 +71,8 @@ class View:
             for node in stack.pop().selections:
                 if isinstance(node, FieldNode):
                     names.add(node.name.value)
-                    if node.selection_set:
-                        stack.append(node.selection_set)
+                if isinstance(node, FieldNode | InlineFragmentNode) and node.selection_set:
+                    stack.append(node.selection_set)
         return names
 
 
@@ -166,10 +167,16 @@ RETURNS = View(
     """
     returnInfo {
       returnTrackingId returnDate
-      items { id quantity type comment shipmentState paymentState createdAt }
+      items {
+        id quantity type comment shipmentState paymentState createdAt
+        ... on LineItemReturnItem { lineItemId }
+      }
     }
     """,
 )
+
+# The customer behind an order, read through the order in the same request.
+ORDER_CUSTOMER = View("order_customer", "Order", "customer {" + CUSTOMER.fields + "}")
 
 CART = View(
     "cart",
