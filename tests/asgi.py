@@ -12,9 +12,9 @@ from starlette.types import ASGIApp
 
 @asynccontextmanager
 async def app_client(
-    app: ASGIApp, base_url: str = "http://testserver"
+    app: ASGIApp, base_url: str = "http://testserver", *, raise_errors: bool = False
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=raise_errors)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client

@@ -15,7 +15,8 @@ import pytest
 from bs4 import BeautifulSoup
 
 from commerce_context.app import create_app
-from commerce_context.emulator.harness import Harness
+from commerce_context.demo import DemoZendesk
+from commerce_context.emulator.harness import Harness, build_demo
 from commerce_context.settings import Settings
 from tests.asgi import app_client
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.emulator
 
 
 async def test_demo_page_shows_live_data(harness: Harness, ct_settings: Settings) -> None:
-    app = create_app(ct_settings, demo_emails=harness.demo_emails)
+    app = create_app(ct_settings, demo=build_demo(harness, DemoZendesk.generate()))
     async with app_client(app) as client:
         response = await client.get("/")
         ready = await client.get("/readyz")
@@ -33,6 +34,7 @@ async def test_demo_page_shows_live_data(harness: Harness, ct_settings: Settings
     assert stores >= {"berlin", "london", "newyork"}
     shoppers = page.select("section.shopper")
     assert len(shoppers) == len(harness.demo_emails)
+    assert page.select('a[href^="/demo/zendesk?ticket="]')
     assert any("DE-1004" in s.text for s in shoppers)  # a guest order is listed
     assert ready.status_code == 200
 

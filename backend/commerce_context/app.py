@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TypedDict
@@ -15,10 +15,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import demo, errors, health
+from . import demo as demo_pages
+from . import errors, health, panels, sidebar
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
+from .demo import Demo
+from .policy import Policy
 from .settings import Settings
+from .tokens import ZendeskKeys
 
 __all__ = ["State", "create_app"]
 
@@ -28,18 +32,21 @@ PACKAGE_DIR = Path(__file__).parent
 class State(TypedDict):
     settings: Settings
     commercetools: CommercetoolsClient
+    zendesk_keys: ZendeskKeys
+    policy: Policy
     templates: Jinja2Templates
-    demo_emails: Sequence[str]
+    demo: Demo | None
 
 
 def create_app(
     settings: Settings,
     *,
     http: httpx.AsyncClient | None = None,
-    demo_emails: Sequence[str] = (),
+    demo: Demo | None = None,
 ) -> Starlette:
     """`http` is injected by tests; in production the lifespan creates the one shared client."""
     templates = Jinja2Templates(env=_environment())
+    policy = Policy(settings.mappings.field_policy)  # ConfigError on an unknown field path
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -58,14 +65,21 @@ def create_app(
             yield {
                 "settings": settings,
                 "commercetools": CommercetoolsClient(settings, client),
+                "zendesk_keys": ZendeskKeys(settings, client),
+                "policy": policy,
                 "templates": templates,
-                "demo_emails": demo_emails,
+                "demo": demo,
             }
 
     routes = [
-        Route("/", demo.index),
+        Route("/", demo_pages.index),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
+        Route("/zendesk/sidebar", sidebar.sidebar_get, methods=["GET"]),
+        Route("/zendesk/sidebar", sidebar.sidebar_post, methods=["POST"], name="sidebar"),
+        Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
+        Route("/demo/zendesk", demo_pages.zendesk_ticket),
+        Route("/demo/zendesk/token", demo_pages.zendesk_token),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
     return Starlette(
@@ -83,4 +97,5 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    panels.install_filters(env)
     return env

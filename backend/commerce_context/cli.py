@@ -78,13 +78,15 @@ def serve(settings: Settings) -> int:
 
 
 async def run_demo(host: str | None, port: int | None) -> int:
-    from .emulator.harness import demo_settings, running
+    from .demo import DemoZendesk
+    from .emulator.harness import build_demo, demo_settings, running
 
     logs.configure("info")
     print("Starting the commercetools emulator and seeding demo data ...", flush=True)
     async with running() as harness:
-        settings = demo_settings(harness, host=host or "127.0.0.1", port=port or 8000)
-        app = create_app(settings, demo_emails=harness.demo_emails)
+        zendesk = DemoZendesk.generate()
+        settings = demo_settings(harness, zendesk, host=host or "127.0.0.1", port=port or 8000)
+        app = create_app(settings, demo=build_demo(harness, zendesk))
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -94,6 +96,8 @@ async def run_demo(host: str | None, port: int | None) -> int:
         server = uvicorn.Server(config)
         print(
             f"\n  commerce-context demo is running: open http://{settings.host}:{settings.port}/"
+            f"\n  a simulated Zendesk ticket with the live sidebar: "
+            f"http://{settings.host}:{settings.port}/demo/zendesk?ticket=1"
             f"\n  (commercetools emulator + GraphQL at {harness.api_url}; Ctrl-C stops all)\n",
             flush=True,
         )

@@ -1,32 +1,126 @@
-"""The embedded demo's landing page: live data from the emulator, read the way panels read it."""
+"""The embedded demo (`make run`): a landing page with live data, and a simulated Zendesk ticket
+whose sidebar is the real one, loaded through a signed URL minted by a local stand-in for Zendesk.
+
+Nothing here is mounted outside the demo: `create_app(..., demo=None)` in production.
+"""
 
 from __future__ import annotations
 
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from . import queries, views
 from .commercetools import CommercetoolsClient
 from .exceptions import NotFound
 
-__all__ = ["index"]
+__all__ = ["Demo", "DemoZendesk", "index", "zendesk_ticket", "zendesk_token"]
+
+
+@dataclass(frozen=True)
+class DemoZendesk:
+    """Plays Zendesk's part: an app key pair and signed-URL tokens, all made at start-up."""
+
+    private_key: rsa.RSAPrivateKey
+    subdomain: str = "demo"
+    app_id: int = 1
+    installation_id: int = 1
+    session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+
+    @classmethod
+    def generate(cls) -> DemoZendesk:
+        return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    @property
+    def public_pem(self) -> str:
+        return (
+            self.private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "zendesk_subdomain": self.subdomain,
+            "zendesk_app_id": self.app_id,
+            "zendesk_installation_id": self.installation_id,
+            "zendesk_public_key": self.public_pem,
+            "session_secret": self.session_secret,
+        }
+
+    def token(self, *, lifetime: int = 300, **overrides: Any) -> str:
+        """A signed-URL token shaped like the ones Zendesk posts (reference/zendesk.md §1.2)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": f"{self.subdomain}.zendesk.com",
+            "aud": f"https://{self.subdomain}.zendesk.com/api/v2/apps/installations/"
+            f"{self.installation_id}.json",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "sub": "demo-agent",
+            "context": {"product": "support", "location": "ticket_sidebar"},
+        }
+        claims.update(overrides)
+        return jwt.encode(claims, self.private_key, algorithm="RS256")
+
+
+@dataclass(frozen=True)
+class Demo:
+    emails: tuple[str, ...]
+    zendesk: DemoZendesk
+    tickets: tuple[dict[str, Any], ...] = ()
+
+
+def _demo(request: Request) -> Demo:
+    demo: Demo | None = request.state.demo
+    if demo is None:
+        raise NotFound("This instance runs without the demo. See README.md for the panels.")
+    return demo
 
 
 async def index(request: Request) -> Response:
-    emails = request.state.demo_emails
-    if not emails:
-        raise NotFound("This instance runs without the demo. See README.md for the panels.")
+    demo = _demo(request)
     client: CommercetoolsClient = request.state.commercetools
     # One upstream request for the whole first screen, composed from the views it shows.
     reads = [queries.stores([views.STORE])]
-    for index, email in enumerate(emails):
+    for index, email in enumerate(demo.emails):
         reads.append(queries.customers_by_email(email, [views.CUSTOMER], key=f"c{index}"))
         reads.append(queries.guest_orders(email, [views.ORDER_SUMMARY], key=f"g{index}"))
     found = await client.fetch(queries.compose(reads, "DemoIndex"))
     shoppers = [
         {"email": email, "customers": found[f"c{i}"], "guest_orders": found[f"g{i}"]}
-        for i, email in enumerate(emails)
+        for i, email in enumerate(demo.emails)
     ]
-    context = {"stores": found["stores"], "shoppers": shoppers}
+    context = {"stores": found["stores"], "shoppers": shoppers, "tickets": demo.tickets}
     response: Response = request.state.templates.TemplateResponse(request, "demo.html", context)
     return response
+
+
+async def zendesk_ticket(request: Request) -> Response:
+    """A simulated Zendesk ticket page hosting the real sidebar in an iframe."""
+    demo = _demo(request)
+    number = request.query_params.get("ticket", "1")
+    ticket = next((t for t in demo.tickets if str(t["id"]) == number), None)
+    if ticket is None:
+        raise NotFound(f"The demo has no ticket {number}.")
+    context = {"ticket": ticket, "tickets": demo.tickets}
+    response: Response = request.state.templates.TemplateResponse(
+        request, "demo_ticket.html", context
+    )
+    return response
+
+
+async def zendesk_token(request: Request) -> Response:
+    """A fresh signed-URL token, as Zendesk mints one for every sidebar load."""
+    demo = _demo(request)
+    return JSONResponse({"token": demo.zendesk.token()}, headers={"Cache-Control": "no-store"})

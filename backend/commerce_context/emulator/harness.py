@@ -12,16 +12,18 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
 
+from ..demo import Demo, DemoZendesk
 from ..settings import Settings, load_settings
 from .bridge import create_bridge_app
 from .process import DEFAULT_PROJECT_KEY, EmulatorProcess
 from .seed import DemoData, seed_demo_project
 
-__all__ = ["Harness", "demo_settings", "running"]
+__all__ = ["Harness", "build_demo", "demo_settings", "demo_tickets", "running"]
 
 # Obviously fake: the emulator accepts any client credentials.
 DEMO_CLIENT_ID = "demo-client"
@@ -87,7 +89,12 @@ async def serve(app: object, host: str = "127.0.0.1") -> AsyncIterator[str]:
         sock.close()
 
 
-def demo_settings(harness: Harness, **overrides: object) -> Settings:
+DEMO_ORDER_FIELD_ID = 360000001
+
+
+def demo_settings(
+    harness: Harness, zendesk: DemoZendesk | None = None, **overrides: object
+) -> Settings:
     from importlib.resources import files
 
     values: dict[str, object] = {
@@ -98,5 +105,75 @@ def demo_settings(harness: Harness, **overrides: object) -> Settings:
         "ct_auth_url": harness.auth_url,
         "config_file": str(files("commerce_context") / "demo.toml"),
     }
+    if zendesk is not None:
+        values.update(zendesk.settings(), zendesk_order_field_id=DEMO_ORDER_FIELD_ID)
     values.update(overrides)
     return load_settings(_env_file=None, **values)
+
+
+def demo_tickets(data: DemoData) -> tuple[dict[str, Any], ...]:
+    """Zendesk tickets for the simulated ticket page, one per resolution path."""
+    anna = data.customers["anna-schmidt"]
+    james = data.customers["james-taylor"]
+
+    def requester(name: str, email: str | None, external_id: str | None = None) -> dict[str, Any]:
+        identities = [{"type": "email", "value": email}] if email else []
+        return {"name": name, "email": email, "externalId": external_id, "identities": identities}
+
+    brands = {
+        "berlin": (1001, "Shop Berlin"),
+        "london": (1002, "Shop London"),
+        "newyork": (1003, "Shop New York"),
+    }
+
+    def brand(store: str) -> dict[str, Any]:
+        return {"id": brands[store][0], "name": brands[store][1]}
+
+    return (
+        {
+            "id": 1,
+            "subject": "Where is my order?",
+            "brand": brand("berlin"),
+            "order_number": None,
+            "requester": requester("Anna Schmidt", anna.email),
+        },
+        {
+            "id": 2,
+            "subject": "Was I charged twice?",
+            "brand": brand("london"),
+            "order_number": None,
+            "requester": requester("Alex Morgan", data.shared_email),
+        },
+        {
+            "id": 3,
+            "subject": "Can you cancel this?",
+            "brand": brand("newyork"),
+            "order_number": None,
+            "requester": requester("Sam Lee", data.guest_email),
+        },
+        {
+            "id": 4,
+            "subject": "Parcel stuck at the hub",
+            "brand": brand("berlin"),
+            "order_number": "DE-1003",
+            "requester": requester("Alex Morgan", data.shared_email),
+        },
+        {
+            "id": 5,
+            "subject": "Change my size please",
+            "brand": brand("london"),
+            "order_number": None,
+            "requester": requester("James Taylor", None, james.id),
+        },
+        {
+            "id": 6,
+            "subject": "Question about a gift card",
+            "brand": brand("berlin"),
+            "order_number": None,
+            "requester": requester("Pat Doe", "pat.doe@example.net"),
+        },
+    )
+
+
+def build_demo(harness: Harness, zendesk: DemoZendesk) -> Demo:
+    return Demo(harness.demo_emails, zendesk, demo_tickets(harness.demo))

@@ -1,0 +1,122 @@
+"""The Zendesk ticket sidebar: the signed-URL entry page and the panels API.
+
+Flow: Zendesk POSTs the form field `token` (an RS256 JWT) to `/zendesk/sidebar?origin=…&app_guid=…`.
+We verify it, issue our own short-lived session bound to the account and installation, and
+render the page, which keeps `origin` and `app_guid` in its URL so `ZAFClient.init()` works.
+The page then asks `/zendesk/panels` for HTML panels with `Authorization: Bearer <session>`,
+or, in the bundled-assets mode, with a ZAF secure-request JWT (`Bearer {{jwt.token}}`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from . import tokens
+from .exceptions import BadRequest, NotFound, Unauthorized
+from .panels import panel_context
+from .resolution import TicketContext, resolve
+from .settings import Settings
+
+__all__ = ["panels", "sidebar_get", "sidebar_post"]
+
+logger = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 16 * 1024
+MAX_JSON_BYTES = 16 * 1024
+GARDEN_CSS = "css-bedrock-10.0.1.css"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    if not settings.zendesk_enabled:
+        raise NotFound("The Zendesk sidebar is not configured on this instance (CC_ZENDESK_*).")
+    return settings
+
+
+async def sidebar_get(request: Request) -> Response:
+    _settings(request)
+    raise Unauthorized(
+        "Open this app from a Zendesk ticket: Zendesk signs the request that loads it."
+    )
+
+
+async def sidebar_post(request: Request) -> Response:
+    settings = _settings(request)
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        raise BadRequest("The request is too large.")
+    form = await request.form(max_files=0, max_fields=20)
+    token = form.get("token")
+    if not isinstance(token, str) or not token:
+        raise Unauthorized("Zendesk did not send a signed token. Is signedUrls enabled?")
+    identity = await tokens.verify_signed_url_token(
+        token, settings=settings, keys=request.state.zendesk_keys
+    )
+    session = tokens.issue_session(identity, settings=settings)
+    logger.info(
+        "sidebar opened: account %s installation %s user %s",
+        identity.subdomain,
+        identity.installation_id,
+        identity.user_id or "-",
+    )
+    context = {
+        "session": session,
+        "order_field_id": settings.zendesk_order_field_id,
+        "garden_css": GARDEN_CSS,
+    }
+    response: Response = request.state.templates.TemplateResponse(
+        request, "sidebar.html", context, headers=NO_STORE
+    )
+    return response
+
+
+async def panels(request: Request) -> Response:
+    settings = _settings(request)
+    authenticate(request, settings)
+    context = TicketContext.parse(await _json_body(request))
+    store = settings.mappings.store_for_brand(context.brand_id)
+    resolution = await resolve(
+        context,
+        client=request.state.commercetools,
+        policy=request.state.policy,
+        store=store,
+        custom_fields=settings.mappings.order_custom_fields,
+    )
+    html = request.state.templates.get_template("panels.html").render(
+        panel_context(resolution, settings)
+    )
+    return HTMLResponse(html, headers=NO_STORE)
+
+
+def authenticate(request: Request, settings: Settings) -> tokens.Session | tokens.ZendeskIdentity:
+    """Our session, or (bundled-assets mode) a ZAF secure-request JWT."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Missing session. Reload the app in Zendesk.")
+    token = token.strip()
+    try:
+        return tokens.verify_session(token, settings=settings)
+    except Unauthorized as session_error:
+        if settings.zendesk_shared_secret is None:
+            raise
+        try:
+            return tokens.verify_secure_request_token(token, settings=settings)
+        except Unauthorized:
+            raise session_error from None
+
+
+async def _json_body(request: Request) -> Any:
+    if "json" not in request.headers.get("content-type", ""):
+        raise BadRequest("Send the ticket context as application/json.")
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise BadRequest("The request is too large.")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.") from None
