@@ -481,6 +481,7 @@ def test_order_by_number_has_the_official_shapes(
         {"locale": "de", "value": "Hemd"},
     ]
     assert line["price"]["value"] == {
+        "type": "centPrecision",
         "centAmount": 2500,
         "currencyCode": "EUR",
         "fractionDigits": 2,

@@ -17,11 +17,14 @@ from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
 from . import errors, health, panels, sidebar
+from .breaker import CircuitBreaker
+from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
 from .demo import Demo
 from .policy import Policy
 from .settings import Settings
+from .stores import MemoryStore, RedisStore, Store
 from .tokens import ZendeskKeys
 
 __all__ = ["State", "create_app"]
@@ -32,6 +35,7 @@ PACKAGE_DIR = Path(__file__).parent
 class State(TypedDict):
     settings: Settings
     commercetools: CommercetoolsClient
+    reader: Reader
     zendesk_keys: ZendeskKeys
     policy: Policy
     templates: Jinja2Templates
@@ -62,9 +66,27 @@ def create_app(
                     )
                 )
             )
+            commercetools = CommercetoolsClient(settings, client)
+            store = _store(settings)
+            stack.push_async_callback(store.close)
+            reader = Reader(
+                commercetools,
+                policy,
+                store,
+                freshness=Freshness(
+                    order=settings.cache_ttl_order,
+                    customer=settings.cache_ttl_customer,
+                    cart=settings.cache_ttl_cart,
+                    lists=settings.cache_ttl_lists,
+                    stale=settings.cache_stale_ttl,
+                ),
+                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
+                namespace=settings.ct_project_key,
+            )
             yield {
                 "settings": settings,
-                "commercetools": CommercetoolsClient(settings, client),
+                "commercetools": commercetools,
+                "reader": reader,
                 "zendesk_keys": ZendeskKeys(settings, client),
                 "policy": policy,
                 "templates": templates,
@@ -88,6 +110,12 @@ def create_app(
         exception_handlers=errors.handlers(templates),
         lifespan=lifespan,
     )
+
+
+def _store(settings: Settings) -> Store:
+    if settings.cache_backend == "redis":
+        return RedisStore.from_url(settings.redis_url)
+    return MemoryStore(settings.cache_max_bytes)
 
 
 def _environment() -> Environment:

@@ -14,13 +14,17 @@ def log_config(level: str = "info") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"correlation": {"()": "commerce_context.correlation.CorrelationFilter"}},
+        "filters": {
+            "correlation": {"()": "commerce_context.correlation.CorrelationFilter"},
+            # Last line of defence: e-mail addresses and phone numbers never reach the logs.
+            "redact": {"()": "commerce_context.policy.RedactingFilter"},
+        },
         "formatters": {"plain": {"format": FORMAT}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "plain",
-                "filters": ["correlation"],
+                "filters": ["correlation", "redact"],
             }
         },
         "loggers": {

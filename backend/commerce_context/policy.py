@@ -12,9 +12,10 @@ How fields are named
     A path is the entity kind followed by the GraphQL field path, dot-separated, with lists
     traversed transparently: `customer.email`, `customer.addresses.phone`,
     `order.shippingAddress.postalCode`, `order.returnInfo.items.comment`. The kinds are
-    `customer`, `order`, `cart`, `payment` and `store`; payments nested under an order or a cart
-    (`paymentInfo.payments`) are governed by the `payment.` paths, so a payment looks the same
-    wherever it is shown.
+    `customer`, `order`, `cart`, `payment` and `store`. An entity read through another one is
+    governed by its own kind's paths, so it looks the same wherever it is shown: payments under
+    an order or a cart (`paymentInfo.payments`) by the `payment.` paths, the customer of an
+    order, cart or payment (`order.customer`) by the `customer.` paths (see `NESTED`).
 
 The defaults (`DEFAULT_POLICY`)
     * show what identifies the shopper to a human and is needed to talk to them: names, title,
@@ -59,6 +60,7 @@ __all__ = [
     "FILL",
     "KINDS",
     "KNOWN_FIELDS",
+    "NESTED",
     "Policy",
     "RedactingFilter",
     "Treatment",
@@ -67,6 +69,7 @@ __all__ = [
     "mask_phone",
     "mask_postal_code",
     "mask_text",
+    "own_path",
     "redact",
 ]
 
@@ -172,8 +175,16 @@ DEFAULT_POLICY: Final[Mapping[str, Treatment]] = _default_policy()
 #: Every path the policy governs; anything else passes through unchanged.
 KNOWN_FIELDS: Final = frozenset(DEFAULT_POLICY)
 
-# Nested payments are governed by the `payment.` paths.
-_PAYMENT_HOSTS: Final = ("order.paymentInfo.payments", "cart.paymentInfo.payments")
+#: Entities read through another entity, and the kind whose paths govern them.
+NESTED: Final[Mapping[str, str]] = {
+    "order.paymentInfo.payments": "payment",
+    "cart.paymentInfo.payments": "payment",
+    "order.customer": "customer",
+    "cart.customer": "customer",
+    "payment.customer": "customer",
+    "order.store": "store",
+    "cart.store": "store",
+}
 
 
 # -- masking ------------------------------------------------------------------------------------
@@ -337,10 +348,10 @@ def _compile(effective: Mapping[str, Treatment]) -> dict[str, _Node]:
     for path, treatment in effective.items():
         kind, *segments = path.split(".")
         roots[kind].at(segments).treatment = treatment
-    for host in _PAYMENT_HOSTS:
+    for host, nested in NESTED.items():  # shared drafts: one source of truth per kind
         kind, *segments = host.split(".")
         parent = roots[kind].at(segments[:-1])
-        parent.children[segments[-1]] = roots["payment"]
+        parent.children[segments[-1]] = roots[nested]
     return {kind: _freeze(root.children, _SHOW) for kind, root in roots.items()}
 
 
@@ -438,7 +449,7 @@ class Policy:
         """What happens to the value at `path`, including a stricter treatment of a group.
 
         Paths the policy does not govern are `show`; a path below an excluded group is
-        `exclude`. Nested payments answer by their `payment.` path.
+        `exclude`. Nested entities answer by their own kind's path (`NESTED`).
         """
         kind, _, rest = path.partition(".")
         node: _Node | None = self._trees.get(kind)
@@ -477,13 +488,23 @@ class Policy:
             raise ValueError(f"unknown entity kind {kind!r}; use one of {KINDS}") from None
 
 
+def own_path(path: str) -> str:
+    """The path that governs `path`: `order.customer.email` → `customer.email`."""
+    rewritten = True
+    while rewritten:
+        rewritten = False
+        for host, kind in NESTED.items():
+            if path.startswith(host + "."):
+                path = f"{kind}.{path.removeprefix(host + '.')}"
+                rewritten = True
+    return path
+
+
 def _unknown_path(path: str) -> str:
     candidates: list[str] = []
-    for host in _PAYMENT_HOSTS:
-        if path.startswith(host + "."):
-            nested = "payment." + path.removeprefix(host + ".")
-            if nested in KNOWN_FIELDS:
-                candidates.append(nested)
+    own = own_path(path)
+    if own != path and own in KNOWN_FIELDS:
+        candidates.append(own)
     candidates += difflib.get_close_matches(path, sorted(KNOWN_FIELDS), n=3, cutoff=0.6)
     lowered = {known.lower(): known for known in KNOWN_FIELDS}
     if path.lower() in lowered:
@@ -500,7 +521,7 @@ def _unknown_path(path: str) -> str:
 # -- logs ---------------------------------------------------------------------------------------
 
 # An e-mail address, also URL-encoded (`%40`), as it appears in a logged query string.
-_EMAIL_RE: Final = re.compile(r"([\w.+'%-]+)(@|%40)([\w-]+(?:\.[\w-]+)+)")
+_EMAIL_RE: Final = re.compile(r"([\w.+%-]+)(@|%40)([\w-]+(?:\.[\w-]+)+)")
 # A phone-like run: 7+ ASCII digits, optionally with a leading +, spaces, dashes or parentheses
 # between them; not part of a word, an id (`a1-4466...`), a decimal number, or an ISO date.
 _PHONE_RE: Final = re.compile(

@@ -26,6 +26,7 @@ __all__ = [
     "Document",
     "Read",
     "active_cart",
+    "by_ids",
     "compose",
     "customer_by_id",
     "customer_orders",
@@ -126,6 +127,14 @@ def orders_by_ids(
         raise ConfigError("orders_by_ids() needs at least one id")
     where = f"id in ({', '.join(_quote(i) for i in ids)})"
     return _query(key, "orders", "Order", where, views, limit=len(ids), store=store)
+
+
+def by_ids(root: str, type_: str, ids: Sequence[str], views: Sequence[View], *, key: str) -> Read:
+    """Entities of one type by id (the delta cache refetches exactly what changed)."""
+    if not ids:
+        raise ConfigError("by_ids() needs at least one id")
+    where = f"id in ({', '.join(_quote(i) for i in ids)})"
+    return _query(key, root, type_, where, views, limit=len(ids), store=None)
 
 
 def customer_by_id(
@@ -314,9 +323,9 @@ def _merge(a: SelectionSetNode, b: SelectionSetNode) -> SelectionSetNode:
         if seen is None:
             merged[key] = node
             continue
-        if isinstance(seen, FieldNode) and isinstance(node, FieldNode):
-            if _args(seen) != _args(node):
-                raise ConfigError(f"views disagree on the arguments of field {key!r}")
+        both_fields = isinstance(seen, FieldNode) and isinstance(node, FieldNode)
+        if both_fields and _args(seen) != _args(node):  # type: ignore[arg-type]
+            raise ConfigError(f"views disagree on the arguments of field {key!r}")
         if seen.selection_set and node.selection_set:
             selection = _merge(seen.selection_set, node.selection_set)
             if isinstance(seen, FieldNode):

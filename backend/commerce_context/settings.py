@@ -198,6 +198,36 @@ class Settings(BaseSettings):
         default=None, description="key that signs the sidebar's own session tokens"
     )
     session_ttl: int = Field(default=900, ge=30, le=86400, description="session lifetime, seconds")
+    # -- cache and upstream protection -----------------------------------------------------------
+    cache_backend: Literal["memory", "redis"] = Field(
+        default="memory", description="memory (one instance) or redis (several)"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for the cache")
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, description="in-process cache size bound"
+    )
+    cache_ttl_order: float = Field(default=30, ge=0, description="order freshness, seconds")
+    cache_ttl_customer: float = Field(default=60, ge=0, description="customer freshness")
+    cache_ttl_cart: float = Field(default=10, ge=0, description="cart freshness, seconds")
+    cache_ttl_lists: float = Field(default=30, ge=0, description="read-result freshness")
+    cache_stale_ttl: float = Field(
+        default=86400, gt=0, description="how long entries are kept for outage serving"
+    )
+    breaker_threshold: int = Field(default=5, ge=1, description="failures that open the circuit")
+    breaker_cooldown: float = Field(default=30, gt=0, description="seconds the circuit stays open")
+    events_secret: SecretStr | None = Field(
+        default=None, description="shared secret of the commercetools events endpoint"
+    )
+    messages_poll_interval: float = Field(
+        default=0, ge=0, description="seconds between Messages API polls; 0 disables"
+    )
+    messages_overlap: float = Field(
+        default=60, ge=0, description="seconds re-read by each poll to catch late messages"
+    )
+    state_path: Path = Field(
+        default=Path("commerce-context.sqlite3"), description="SQLite file for durable state"
+    )
+
     zendesk_order_field_id: int | None = Field(
         default=None, gt=0, description="ticket custom field holding an order number"
     )
@@ -210,6 +240,20 @@ class Settings(BaseSettings):
     def _region(cls, value: str | None) -> str | None:
         if value is not None and value not in REGIONS:
             raise ValueError(f"{value!r} is not one of {', '.join(REGIONS)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not re.match(r"^rediss?://", value):
+            raise ValueError(f"{value!r} is not a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("events_secret")
+    @classmethod
+    def _events_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 24:
+            raise ValueError("must be at least 24 characters")
         return value
 
     @field_validator("ct_api_url", "ct_auth_url", "merchant_center_url", "public_url")

@@ -82,8 +82,7 @@ async def panels(request: Request) -> Response:
     store = settings.mappings.store_for_brand(context.brand_id)
     resolution = await resolve(
         context,
-        client=request.state.commercetools,
-        policy=request.state.policy,
+        reader=request.state.reader,
         store=store,
         custom_fields=settings.mappings.order_custom_fields,
     )

@@ -46,6 +46,8 @@ FORBIDDEN_FIELDS = frozenset(
 )
 
 MONEY = "centAmount currencyCode fractionDigits"
+# BaseMoney fields may hold HighPrecisionMoney, whose fractionDigits belong to preciseAmount.
+BASE_MONEY = f"type {MONEY} ... on HighPrecisionMoney {{ preciseAmount }}"
 
 
 @dataclass(frozen=True)
@@ -111,17 +113,17 @@ ORDER_DETAIL = View(
       id quantity
       variant {{ sku }}
       nameAllLocales {{ locale value }}
-      price {{ value {{ {MONEY} }} discounted {{ value {{ {MONEY} }} }} }}
+      price {{ value {{ {BASE_MONEY} }} discounted {{ value {{ {BASE_MONEY} }} }} }}
       totalPrice {{ {MONEY} }}
       discountedPricePerQuantity {{
         quantity
         discountedPrice {{
-          value {{ {MONEY} }}
-          includedDiscounts {{ discountRef {{ id }} discountedAmount {{ {MONEY} }} }}
+          value {{ {BASE_MONEY} }}
+          includedDiscounts {{ discountRef {{ id }} discountedAmount {{ {BASE_MONEY} }} }}
         }}
       }}
     }}
-    discountOnTotalPrice {{ discountedAmount {{ {MONEY} }} }}
+    discountOnTotalPrice {{ discountedAmount {{ {BASE_MONEY} }} }}
     taxedPrice {{ totalNet {{ {MONEY} }} totalGross {{ {MONEY} }} }}
     shippingAddress {{
       firstName lastName streetName streetNumber postalCode city region country phone email

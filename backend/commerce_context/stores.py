@@ -1,0 +1,155 @@
+"""Key-value stores behind the entity cache: in-process (default) and Redis (several instances).
+
+Both hold opaque bytes with a time to live and offer the few atomic operations the cache needs:
+counters (generations) and short locks (cross-instance request coalescing). The same behaviour
+tests run against both (tests/test_cache.py), the Redis ones against a real server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from cachetools import TLRUCache
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .exceptions import UpstreamUnavailable
+
+__all__ = ["MemoryStore", "RedisStore", "Store"]
+
+
+class Store(Protocol):
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+    async def incr(self, key: str) -> int: ...
+    async def get_int(self, key: str) -> int: ...
+    async def acquire(self, key: str, ttl: float) -> bool: ...
+    async def release(self, key: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Bounded by total bytes: least recently used entries go first, expired ones any time."""
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: TLRUCache[str, tuple[bytes, float]] = TLRUCache(
+            maxsize=max_bytes,
+            ttu=lambda _key, value, now: value[1],
+            timer=clock,
+            getsizeof=lambda value: len(value[0]) + 100,  # ~100 bytes of bookkeeping
+        )
+        self._counters: dict[str, int] = {}
+        self._locks: dict[str, float] = {}
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._entries.currsize)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for key in keys:
+            entry = self._entries.get(key)
+            out.append(entry[0] if entry is not None else None)
+        return out
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        expires = self._clock() + ttl
+        for key, value in items.items():
+            if len(value) + 100 <= self._entries.maxsize:
+                self._entries[key] = (value, expires)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    async def incr(self, key: str) -> int:
+        self._counters[key] = self._counters.get(key, 0) + 1
+        return self._counters[key]
+
+    async def get_int(self, key: str) -> int:
+        return self._counters.get(key, 0)
+
+    async def acquire(self, key: str, ttl: float) -> bool:
+        now = self._clock()
+        if self._locks.get(key, 0) > now:
+            return False
+        self._locks[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        self._locks.pop(key, None)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisStore:
+    """Keys are namespaced by `prefix`; failures surface as UpstreamUnavailable("redis ...")."""
+
+    def __init__(self, client: Redis, prefix: str = "cc:") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "cc:") -> RedisStore:
+        return cls(Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), prefix)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        try:
+            values = await self._redis.mget([self._k(k) for k in keys])
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+        return [v if isinstance(v, bytes) else None for v in values]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        if not items:
+            return
+        milliseconds = max(int(ttl * 1000), 1)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self._k(key), value, px=milliseconds)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._call(self._redis.delete(*[self._k(k) for k in keys]))
+
+    async def incr(self, key: str) -> int:
+        return int(await self._call(self._redis.incr(self._k(key))))
+
+    async def get_int(self, key: str) -> int:
+        value = await self._call(self._redis.get(self._k(key)))
+        return int(value) if value is not None else 0
+
+    async def acquire(self, key: str, ttl: float) -> bool:
+        result = await self._call(
+            self._redis.set(self._k(key), b"1", nx=True, px=max(int(ttl * 1000), 1))
+        )
+        return bool(result)
+
+    async def release(self, key: str) -> None:
+        await self._call(self._redis.delete(self._k(key)))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
