@@ -336,3 +336,34 @@ async def test_sidebar_is_not_found_when_zendesk_is_not_configured(harness: Harn
         response = await client.post("/zendesk/panels", json={})
     assert response.status_code == 404
     assert "CC_ZENDESK" in response.json()["error"]["message"]
+
+
+async def test_outage_serves_the_last_known_panels_marked_stale(
+    sidebar_settings: Settings, zendesk: DemoZendesk, harness: Harness
+) -> None:
+    class Switchable(httpx.AsyncHTTPTransport):
+        down = False
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if self.down and request.url.path != "/oauth/token":
+                raise httpx.ConnectError("down", request=request)
+            return await super().handle_async_request(request)
+
+    transport = Switchable()
+    settings = sidebar_settings.model_copy(update={"cache_ttl_lists": 0, "ct_max_retries": 0})
+    anna = harness.demo.customers["anna-schmidt"]
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        app_client(create_app(settings, http=http), raise_errors=True) as client,
+    ):
+        sidebar = Sidebar(client, zendesk, Recorder())
+        live = await sidebar.page(emails=[anna.email], brand_id=BERLIN)
+        assert live.select_one('[data-testid="stale"]') is None
+        transport.down = True
+        stale = await sidebar.page(emails=[anna.email], brand_id=BERLIN)
+        assert "not answering" in text(stale, '[data-testid="stale"]')
+        assert text(stale, '[data-testid="customer"]') == text(live, '[data-testid="customer"]')
+        # Nothing cached for this ticket: a clear 503, not a blank sidebar or a 500.
+        missing = await sidebar.panels(emails=["nobody@example.net"])
+        assert missing.status_code == 503
+        assert missing.json()["error"]["code"] == "upstream_unavailable"

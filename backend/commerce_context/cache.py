@@ -210,19 +210,19 @@ class Reader:
         await snapshot.load_ids(self, _ids_in(reads, found))
         writes: dict[str, bytes] = {}
         generation = await self._generation()
-        answer: dict[str, Any] = {}
         for read in reads:
             entities = _entities(found.get(read.key))
-            masked = [
-                self._admit(read.type, e, read.views, now, writes, snapshot) for e in entities
-            ]
+            for entity in entities:
+                self._admit(read.type, entity, read.views, now, writes, snapshot)
             ids = [e["id"] for e in entities]
-            writes[self._read_key(read, generation)] = _pack(
-                {"t": now, "ids": ids if read.many else (ids[0] if ids else None)}
-            )
-            answer[read.key] = masked if read.many else (masked[0] if masked else None)
+            snapshot.results[read.key] = {
+                "t": now,
+                "ids": ids if read.many else (ids[0] if ids else None),
+            }
+            writes[self._read_key(read, generation)] = _pack(snapshot.results[read.key])
         await self._store.set_many(writes, self._fresh.stale)
-        return Answer(answer, upstream_requests=1)
+        # Assembled from the entries, so a cold answer is exactly what a warm one will be.
+        return Answer(snapshot.assemble(reads), upstream_requests=1)
 
     async def _delta(self, reads: Sequence[queries.Read], snapshot: _Snapshot, name: str) -> Answer:
         version_reads = [

@@ -7,6 +7,7 @@ are formatted for the store's locale (the mapping file), else the order's, else 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment
@@ -49,8 +50,12 @@ def panel_context(resolution: Resolution, settings: Settings) -> PanelContext:
         template = tracking.get((carrier or "").strip().lower())
         return template.replace("{tracking_id}", _url_quote(tracking_id)) if template else None
 
+    as_of = None
+    if resolution.as_of is not None:
+        as_of = datetime.fromtimestamp(resolution.as_of, tz=UTC).isoformat()
     return {
         "resolution": resolution,
+        "as_of": as_of,
         "searched": resolution.context.searched(),
         "locale": locale,
         "stats": order_stats(resolution),

@@ -28,7 +28,13 @@ logger = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 16 * 1024
 MAX_JSON_BYTES = 16 * 1024
-GARDEN_CSS = "css-bedrock-10.0.1.css"
+# Zendesk Garden, vendored from npm (scripts/build_assets.mjs): looks native inside Zendesk.
+GARDEN_CSS = (
+    "css-bedrock-10.0.1.css",
+    "css-variables-7.0.0.css",
+    "css-buttons-9.0.1.css",
+    "css-tables-4.0.19.css",
+)
 NO_STORE = {"Cache-Control": "no-store"}
 
 

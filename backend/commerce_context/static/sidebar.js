@@ -1,0 +1,384 @@
+/*
+ * commerce-context: the Zendesk ticket sidebar (plain ES2017, no build step).
+ *
+ * The page (templates/sidebar.html) is rendered by POST /zendesk/sidebar after the signed-URL
+ * token was verified. It carries our own short-lived session in #app[data-session] and keeps
+ * `origin` and `app_guid` in its URL, so ZAFClient.init() can talk to the Zendesk parent frame.
+ *
+ * Flow: read the ticket context through the ZAF SDK -> POST it as JSON to #app[data-panels-url]
+ * with `Authorization: Bearer <session>` -> put the server-rendered (escaped) HTML fragment into
+ * #panels -> ask Zendesk to resize the iframe. Ticket events re-fetch (debounced); the refresh
+ * button re-fetches with refresh:true; clicking [data-order-id] inside #panels opens that order
+ * (an empty data-order-id goes back to the list).
+ *
+ * State for styling and tests: #app[data-state] is "loading" | "ready" | "error" | "expired",
+ * and #panels[aria-busy] is "true" while a request is in flight. Messages are
+ * <div class="cc-message cc-message--error|--expired" role="alert"> holding
+ * <p class="cc-message__text"> and, when the server gave one, <p class="cc-message__detail">
+ * ("Reference: <correlation id>"); both are set with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  const DEBOUNCE_MS = 300;
+  const MAX_EMAILS = 20;
+  const EMAIL = /^[^\s@]+@[^\s@]+$/;
+  const EXPIRED_CODES = ["session_expired", "unauthorized"];
+
+  const app = document.getElementById("app");
+  const panels = document.getElementById("panels");
+  if (!app || !panels) {
+    return;
+  }
+  const session = app.getAttribute("data-session") || "";
+  const panelsUrl = app.getAttribute("data-panels-url") || "/zendesk/panels";
+  const orderFieldId = (app.getAttribute("data-order-field-id") || "").trim();
+  const orderFieldPath = orderFieldId ? "ticket.customField:custom_field_" + orderFieldId : null;
+
+  // ---- rendering -------------------------------------------------------------------------
+
+  function setState(state) {
+    app.setAttribute("data-state", state);
+    panels.setAttribute("aria-busy", state === "loading" ? "true" : "false");
+  }
+
+  function message(kind, text, detail) {
+    // Text only: error text never goes through innerHTML.
+    const box = document.createElement("div");
+    box.className = "cc-message cc-message--" + kind;
+    box.setAttribute("role", "alert");
+    const p = document.createElement("p");
+    p.className = "cc-message__text";
+    p.textContent = text;
+    box.appendChild(p);
+    if (detail) {
+      const small = document.createElement("p");
+      small.className = "cc-message__detail muted";
+      small.textContent = detail;
+      box.appendChild(small);
+    }
+    panels.replaceChildren(box);
+  }
+
+  function showLoading() {
+    // Keep the current panels visible while refreshing; only an empty or failed view gets the
+    // placeholder, so the sidebar does not flicker on every ticket event.
+    if (!panels.firstElementChild || panels.querySelector(".cc-message")) {
+      const p = document.createElement("p");
+      p.className = "muted loading";
+      p.textContent = "Loading shopper context\u2026";
+      panels.replaceChildren(p);
+    }
+    setState("loading");
+  }
+
+  let client = null;
+
+  function resize() {
+    if (!client) {
+      return;
+    }
+    const height = Math.ceil(
+      Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)
+    );
+    client.invoke("resize", { width: "100%", height: height + "px" }).catch(function () {
+      // Outside Zendesk (or a framework error) there is nothing useful to do.
+    });
+  }
+
+  function render(state, update) {
+    update();
+    setState(state);
+    // Let layout settle (images, fonts) before measuring.
+    window.requestAnimationFrame(resize);
+  }
+
+  // ---- the ticket context ----------------------------------------------------------------
+
+  function present(value) {
+    return value !== undefined && value !== null && value !== "";
+  }
+
+  function emailsOf(requester, identities) {
+    const found = [];
+    function add(value) {
+      if (typeof value !== "string") {
+        return;
+      }
+      const email = value.trim();
+      if (!EMAIL.test(email)) {
+        return;
+      }
+      const lower = email.toLowerCase();
+      for (let i = 0; i < found.length; i++) {
+        if (found[i].toLowerCase() === lower) {
+          return;
+        }
+      }
+      found.push(email);
+    }
+    if (requester) {
+      add(requester.email); // the primary email first
+    }
+    const list = Array.isArray(identities) ? identities : requester && requester.identities;
+    if (Array.isArray(list)) {
+      // Primary identities before the others, then in Zendesk's order.
+      const emails = list.filter(function (identity) {
+        return identity && identity.type === "email";
+      });
+      emails
+        .filter(function (identity) {
+          return identity.primary;
+        })
+        .concat(
+          emails.filter(function (identity) {
+            return !identity.primary;
+          })
+        )
+        .forEach(function (identity) {
+          add(identity.value);
+        });
+    }
+    return found.slice(0, MAX_EMAILS);
+  }
+
+  function toInt(value) {
+    if (typeof value === "number" && isFinite(value)) {
+      return value;
+    }
+    if (typeof value === "string" && /^\d+$/.test(value.trim())) {
+      return parseInt(value, 10);
+    }
+    return null;
+  }
+
+  function toText(value) {
+    if (typeof value === "number" && isFinite(value)) {
+      return String(value);
+    }
+    if (typeof value === "string" && value.trim()) {
+      return value.trim();
+    }
+    return null;
+  }
+
+  async function readTicket() {
+    const paths = ["ticket.id", "ticket.requester", "ticket.requester.identities", "ticket.brand"];
+    if (orderFieldPath) {
+      paths.push(orderFieldPath);
+    }
+    // A multi-path get never rejects for a single missing path: Zendesk reports it under
+    // `errors` (new tickets have no requester yet), and we treat it as absent.
+    const data = (await client.get(paths)) || {};
+    const requester = data["ticket.requester"] || null;
+    const brand = data["ticket.brand"] || null;
+    return {
+      ticket_id: toInt(data["ticket.id"]),
+      emails: emailsOf(requester, data["ticket.requester.identities"]),
+      external_id: requester && present(requester.externalId) ? String(requester.externalId) : null,
+      order_number: orderFieldPath ? toText(data[orderFieldPath]) : null,
+      brand_id: brand ? toInt(brand.id) : null,
+    };
+  }
+
+  // ---- talking to the backend ------------------------------------------------------------
+
+  let seq = 0;
+  let inflight = null;
+  // The order the agent opened (click on [data-order-id]); kept by the refresh button and by
+  // ticket.saved, cleared when the requester, brand or order field changes, or by a click on
+  // an element with an empty data-order-id ("back to the list").
+  let selectedOrderId = null;
+
+  async function errorFrom(response) {
+    let error = null;
+    try {
+      const body = await response.json();
+      error = body && body.error;
+    } catch (e) {
+      error = null;
+    }
+    return {
+      status: response.status,
+      code: (error && error.code) || "",
+      message: (error && error.message) || "The server answered " + response.status + ".",
+      correlationId: (error && error.correlation_id) || "",
+    };
+  }
+
+  async function load(options) {
+    const mine = ++seq;
+    if (inflight) {
+      inflight.abort();
+    }
+    const controller = typeof AbortController === "function" ? new AbortController() : null;
+    inflight = controller;
+    showLoading();
+    try {
+      const context = await readTicket();
+      if (mine !== seq) {
+        return;
+      }
+      context.refresh = Boolean(options.refresh);
+      context.order_id = selectedOrderId;
+      const response = await fetch(panelsUrl, {
+        method: "POST",
+        headers: {
+          Authorization: "Bearer " + session,
+          "Content-Type": "application/json",
+          Accept: "text/html",
+        },
+        body: JSON.stringify(context),
+        credentials: "same-origin",
+        cache: "no-store",
+        signal: controller ? controller.signal : undefined,
+      });
+      if (response.ok) {
+        const html = await response.text();
+        if (mine !== seq) {
+          return;
+        }
+        render("ready", function () {
+          panels.innerHTML = html; // server-rendered with autoescape
+        });
+        return;
+      }
+      const error = await errorFrom(response);
+      if (mine !== seq) {
+        return;
+      }
+      if (error.status === 401 && EXPIRED_CODES.indexOf(error.code) !== -1) {
+        render("expired", function () {
+          message(
+            "expired",
+            "Your session has expired. Reload the app to continue (reload the ticket, or use " +
+              "\u201cReload all apps\u201d in Zendesk).",
+            ""
+          );
+        });
+        return;
+      }
+      render("error", function () {
+        message("error", error.message, error.correlationId ? "Reference: " + error.correlationId : "");
+      });
+    } catch (err) {
+      if (mine !== seq || (err && err.name === "AbortError")) {
+        return;
+      }
+      render("error", function () {
+        message(
+          "error",
+          err && err.name === "TimeoutError"
+            ? "Zendesk did not answer in time. Try the refresh button."
+            : "Could not load the shopper context. Check your connection and try again.",
+          ""
+        );
+      });
+    } finally {
+      if (mine === seq) {
+        inflight = null;
+      }
+    }
+  }
+
+  let timer = null;
+
+  // Bursts of ticket events (a requester change fires several) make one request.
+  function schedule(contextChanged) {
+    if (contextChanged) {
+      selectedOrderId = null;
+    }
+    if (timer) {
+      clearTimeout(timer);
+    }
+    timer = setTimeout(function () {
+      timer = null;
+      load({ refresh: false });
+    }, DEBOUNCE_MS);
+  }
+
+  // Direct actions (button, order click) skip the debounce and cancel a scheduled re-fetch.
+  function now(options) {
+    if (timer) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    load(options);
+  }
+
+  // ---- wiring ----------------------------------------------------------------------------
+
+  if (typeof window.ZAFClient === "undefined") {
+    render("error", function () {
+      message("error", "The Zendesk app framework could not be loaded. Reload the app.", "");
+    });
+    return;
+  }
+  client = window.ZAFClient.init();
+  if (!client) {
+    client = null;
+    render("error", function () {
+      message(
+        "error",
+        "This page only works inside Zendesk: open it from a ticket (the origin and app_guid " +
+          "parameters Zendesk adds are missing).",
+        ""
+      );
+    });
+    return;
+  }
+
+  const contextEvents = [
+    "ticket.requester.email.changed",
+    "ticket.requester.id.changed",
+    "ticket.brand.changed",
+  ];
+  if (orderFieldId) {
+    contextEvents.push("ticket.custom_field_" + orderFieldId + ".changed");
+  }
+  contextEvents.forEach(function (name) {
+    client.on(name, function () {
+      schedule(true);
+    });
+  });
+  client.on("ticket.saved", function () {
+    schedule(false);
+  });
+
+  client.on("app.registered", function () {
+    load({});
+  });
+
+  app.addEventListener("click", function (event) {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target) {
+      return;
+    }
+    const refresh = target.closest('[data-action="refresh"]');
+    if (refresh && app.contains(refresh)) {
+      event.preventDefault();
+      now({ refresh: true });
+      return;
+    }
+    // Real links (e.g. "Open in Merchant Center") keep their default behaviour.
+    const link = target.closest("a[href]");
+    if (link && link.getAttribute("href") !== "#" && !link.hasAttribute("data-order-id")) {
+      return;
+    }
+    const order = target.closest("[data-order-id]");
+    if (order && panels.contains(order)) {
+      event.preventDefault();
+      selectedOrderId = order.getAttribute("data-order-id") || null;
+      now({ refresh: false });
+    }
+  });
+
+  // Panels may grow after render (e.g. a <details> opened by the agent).
+  panels.addEventListener(
+    "toggle",
+    function () {
+      window.requestAnimationFrame(resize);
+    },
+    true
+  );
+})();

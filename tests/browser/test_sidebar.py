@@ -1,0 +1,149 @@
+"""The real sidebar in headless Chromium: the real ZAF SDK in the iframe, a fake Zendesk parent
+answering it, the backend served over HTTP against the seeded emulator."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page
+
+from commerce_context.app import create_app
+from commerce_context.demo import DemoZendesk
+from commerce_context.emulator.harness import DEMO_ORDER_FIELD_ID, Harness, demo_settings, serve
+
+from .conftest import FakeZendeskFactory
+
+pytestmark = pytest.mark.browser
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture(scope="session")
+def demo_zendesk() -> DemoZendesk:
+    return DemoZendesk.generate()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def backend(harness: Harness, demo_zendesk: DemoZendesk) -> AsyncIterator[str]:
+    settings = demo_settings(harness, demo_zendesk)
+    async with serve(create_app(settings)) as url:
+        yield url
+
+
+def requester(harness: Harness, key: str) -> dict[str, Any]:
+    customer = harness.demo.customers[key]
+    return {
+        "id": 100 + len(key),
+        "name": f"{customer.first_name} {customer.last_name}",
+        "email": customer.email,
+        "externalId": None,
+        "identities": [{"type": "email", "value": customer.email, "primary": True}],
+    }
+
+
+async def panel_text(page_frame: Any, selector: str) -> str:
+    await page_frame.wait_for_selector(selector, timeout=15000)
+    text: str = await page_frame.inner_text(selector)
+    return text
+
+
+async def test_sidebar_shows_the_seeded_order_masked(
+    page: Page,
+    fake_zendesk: FakeZendeskFactory,
+    backend: str,
+    demo_zendesk: DemoZendesk,
+    harness: Harness,
+    artifacts: Path,
+) -> None:
+    anna = harness.demo.customers["anna-schmidt"]
+    latest = harness.demo.orders_of("anna-schmidt")[0]
+    await page.set_viewport_size({"width": 1000, "height": 1400})
+    zd = await fake_zendesk(
+        page,
+        f"{backend}/zendesk/sidebar",
+        demo_zendesk.token(),
+        ticket={
+            "id": 4711,
+            "subject": "Where is my order?",
+            "requester": requester(harness, "anna-schmidt"),
+            "brand": {"id": 1001, "name": "Shop Berlin"},
+            "custom_fields": {str(DEMO_ORDER_FIELD_ID): None},
+        },
+        account={"subdomain": demo_zendesk.subdomain},
+    )
+    frame = zd.frame
+    order = await panel_text(frame, '[data-testid="order"]')
+    assert latest.order_number in order
+    customer = await panel_text(frame, '[data-testid="customer"]')
+    assert "Anna Schmidt" in customer
+    email = await frame.inner_text('[data-field="email"]')
+    assert email != anna.email and "***" in email
+    html = await frame.content()
+    assert anna.email not in html
+    # The app asked Zendesk for the ticket fields it needs, and to fit the frame to its content.
+    assert "ticket.requester" in zd.requested_paths
+    assert f"ticket.customField:custom_field_{DEMO_ORDER_FIELD_ID}" in zd.requested_paths
+    resize = await zd.wait_for_resizes(1)
+    assert int(str(resize["height"]).removesuffix("px")) > 300
+    await page.screenshot(path=str(artifacts / "zendesk-sidebar.png"), full_page=True)
+    shutil.copyfile(artifacts / "zendesk-sidebar.png", DOCS / "zendesk-sidebar.png")
+
+
+async def test_sidebar_follows_ticket_changes_and_order_clicks(
+    page: Page,
+    fake_zendesk: FakeZendeskFactory,
+    backend: str,
+    demo_zendesk: DemoZendesk,
+    harness: Harness,
+) -> None:
+    zd = await fake_zendesk(
+        page,
+        f"{backend}/zendesk/sidebar",
+        demo_zendesk.token(),
+        ticket={
+            "id": 4712,
+            "requester": requester(harness, "anna-schmidt"),
+            "brand": {"id": 1001, "name": "Shop Berlin"},
+        },
+        account={"subdomain": demo_zendesk.subdomain},
+    )
+    frame = zd.frame
+    await panel_text(frame, '[data-testid="customer"]')
+    # The agent changes the requester: the sidebar follows.
+    await zd.set_ticket(
+        requester=requester(harness, "emily-johnson"), brand={"id": 1003, "name": "Shop NY"}
+    )
+    await zd.fire("ticket.requester.email.changed", harness.demo.customers["emily-johnson"].email)
+    await frame.wait_for_function(
+        "() => document.querySelector('[data-testid=customer]')?.innerText.includes('Emily')",
+        timeout=15000,
+    )
+    # Clicking an older order shows its detail.
+    oldest = harness.demo.orders_of("emily-johnson")[-1]
+    await frame.click(f'a[data-order-id="{oldest.id}"]')
+    await frame.wait_for_selector(
+        f'[data-testid="order"][data-order-number="{oldest.order_number}"]', timeout=15000
+    )
+    # Refresh re-fetches without losing the selected order.
+    await frame.click('[data-action="refresh"]')
+    await frame.wait_for_selector(
+        f'[data-testid="order"][data-order-number="{oldest.order_number}"]', timeout=15000
+    )
+
+
+async def test_a_forged_token_never_shows_data(
+    page: Page, backend: str, demo_zendesk: DemoZendesk
+) -> None:
+    forged = DemoZendesk.generate().token()
+    await page.set_content(
+        f'<form method="post" action="{backend}/zendesk/sidebar?origin=http://x&app_guid=g">'
+        f'<input name="token" value="{forged}"></form>'
+    )
+    async with page.expect_navigation():
+        await page.evaluate("document.forms[0].submit()")
+    assert "401" in await page.inner_text("h1")
+    assert "data-session" not in await page.content()
