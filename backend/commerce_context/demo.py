@@ -79,6 +79,7 @@ class Demo:
     emails: tuple[str, ...]
     zendesk: DemoZendesk
     tickets: tuple[dict[str, Any], ...] = ()
+    order_field_id: int = 0
 
 
 def _demo(request: Request) -> Demo:
@@ -113,7 +114,20 @@ async def zendesk_ticket(request: Request) -> Response:
     ticket = next((t for t in demo.tickets if str(t["id"]) == number), None)
     if ticket is None:
         raise NotFound(f"The demo has no ticket {number}.")
-    context = {"ticket": ticket, "tickets": demo.tickets}
+    # The ticket as Zendesk's framework exposes it to apps (client.get paths).
+    host_ticket = {
+        "id": ticket["id"],
+        "subject": ticket["subject"],
+        "requester": ticket["requester"],
+        "brand": ticket["brand"],
+        "custom_fields": {str(demo.order_field_id): ticket.get("order_number")},
+    }
+    context = {
+        "ticket": ticket,
+        "tickets": demo.tickets,
+        "host_ticket": host_ticket,
+        "subdomain": demo.zendesk.subdomain,
+    }
     response: Response = request.state.templates.TemplateResponse(
         request, "demo_ticket.html", context
     )

@@ -176,4 +176,4 @@ def demo_tickets(data: DemoData) -> tuple[dict[str, Any], ...]:
 
 
 def build_demo(harness: Harness, zendesk: DemoZendesk) -> Demo:
-    return Demo(harness.demo_emails, zendesk, demo_tickets(harness.demo))
+    return Demo(harness.demo_emails, zendesk, demo_tickets(harness.demo), DEMO_ORDER_FIELD_ID)

@@ -1,0 +1,43 @@
+"""`make run`'s simulated Zendesk ticket: the demo page hosts the real sidebar."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page
+
+from commerce_context.app import create_app
+from commerce_context.demo import DemoZendesk
+from commerce_context.emulator.harness import Harness, build_demo, demo_settings, serve
+
+pytestmark = pytest.mark.browser
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def demo_site(harness: Harness) -> AsyncIterator[str]:
+    zendesk = DemoZendesk.generate()
+    app = create_app(demo_settings(harness, zendesk), demo=build_demo(harness, zendesk))
+    async with serve(app) as url:
+        yield url
+
+
+@pytest.mark.parametrize(("ticket", "expected"), [(4, "DE-1003"), (3, "Guest shopper")])
+async def test_demo_ticket_page_shows_the_live_sidebar(
+    page: Page, demo_site: str, artifacts: Path, ticket: int, expected: str
+) -> None:
+    await page.set_viewport_size({"width": 1280, "height": 1300})
+    await page.goto(f"{demo_site}/demo/zendesk?ticket={ticket}")
+    await page.wait_for_selector('iframe[name="app_commerce-context_ticket_sidebar"]')
+    frame = page.frame(name="app_commerce-context_ticket_sidebar")
+    assert frame is not None
+    await frame.wait_for_selector("#panels .panel", timeout=20000)
+    assert expected in await frame.inner_text("#panels")
+    await page.screenshot(path=str(artifacts / f"demo-ticket-{ticket}.png"), full_page=True)
+
+
+async def test_unknown_demo_ticket_is_a_404(page: Page, demo_site: str) -> None:
+    response = await page.goto(f"{demo_site}/demo/zendesk?ticket=999")
+    assert response is not None and response.status == 404
