@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint format bench clean zendesk-package
+.PHONY: install system-deps run test lint format bench clean zendesk-package
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -22,7 +22,18 @@ $(NODE_STAMP): package.json package-lock.json
 run: install
 	$(BIN)/commerce-context demo
 
-test: install
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+CHROMIUM := /usr/bin/chromium
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need Chromium: sudo apt-get install chromium" >&2; exit 2; \
+	  fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/pytest
 
 lint: install

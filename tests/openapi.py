@@ -130,6 +130,16 @@ def _rewrite_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 for part in all_of
             ] + [{"properties": {prop: {"enum": values}}}]
 
+        # Intermediate subtypes the mapping does not list (DeliveryPayload under
+        # SubscriptionNotification, whose official mapping names only Event) inherit the base's
+        # fields, not its dispatch: `allOf: [base]` there means "has the base's properties".
+        for other in schemas.values():
+            if isinstance(other, dict) and isinstance(other.get("allOf"), list):
+                other["allOf"] = [
+                    {"$ref": f"{base_ref}__base"} if part == {"$ref": base_ref} else part
+                    for part in other["allOf"]
+                ]
+
         schemas[name] = {
             "type": "object",
             "required": [prop],

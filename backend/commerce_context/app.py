@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
-from . import errors, health, panels, sidebar
+from . import errors, events, health, panels, sidebar
 from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
@@ -100,6 +100,7 @@ def create_app(
         Route("/zendesk/sidebar", sidebar.sidebar_get, methods=["GET"]),
         Route("/zendesk/sidebar", sidebar.sidebar_post, methods=["POST"], name="sidebar"),
         Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
+        Route("/commercetools/events", events.receive, methods=["POST"]),
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),

@@ -149,6 +149,18 @@ class Reader:
         await self._store.delete([key])
         return True
 
+    async def invalidate_holders(self, kind: str, entity_id: str) -> int:
+        """Evict the cached entities that embed `kind` `entity_id` (an order's payments)."""
+        raw = (await self._store.get_many([self._ns + f"held:{kind}:{entity_id}"]))[0]
+        holders: list[list[str]] = _unpack(raw) if raw is not None else []
+        for holder_kind, holder_id in holders:
+            await self._store.delete([self._entity_key(holder_kind, holder_id)])
+        return len(holders)
+
+    async def first_sighting(self, key: str, ttl: float) -> bool:
+        """True the first time `key` is seen within `ttl` (atomic, shared with replicas)."""
+        return await self._store.acquire(self._ns + "seen:" + key, ttl)
+
     async def invalidate_lists(self) -> None:
         """Forget every cached read result (lists may have gained or lost members)."""
         await self._store.incr(self._ns + GENERATION)
@@ -360,6 +372,8 @@ class Reader:
             version, str(masked.get("lastModifiedAt", "")), frozenset(names), now, data, nested
         )
         writes[self._entity_key(kind, masked["id"])] = _encode_entry(entry)
+        for held_kind, held_id in _embedded(type_, data):
+            writes[self._ns + f"held:{held_kind}:{held_id}"] = _pack([[kind, masked["id"]]])
         if snapshot is not None:
             snapshot.entities[(type_, masked["id"])] = entry
         out = dict(masked)
@@ -519,6 +533,14 @@ class _Snapshot:
         if read.many:
             return list(ids)
         return [ids] if ids else []
+
+
+def _embedded(type_: str, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Entities read inside this one without a cache entry of their own (payments)."""
+    if type_ != "Order":
+        return []
+    payments = (data.get("paymentInfo") or {}).get("payments") or []
+    return [("payment", p["id"]) for p in payments if isinstance(p, Mapping) and p.get("id")]
 
 
 def _entities(value: Any) -> list[Entity]:
