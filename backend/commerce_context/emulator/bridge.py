@@ -71,6 +71,17 @@ Known deviations that remain:
 * Predicate support, stored data and its quirks are the emulator's (it lowercases customer
   emails, drops ``shipmentState`` on order import, reports ``fractionDigits`` 0 on empty carts).
 * The bridge adds an ``X-Correlation-ID`` response header when the emulator sends none.
+
+Messages (``messages.py``; **our invention, not commercetools behaviour**, NOTES §7a): the
+emulator has no Messages API, so every successful (2xx) write the bridge proxies to
+``/{projectKey}/{orders|customers|carts|payments}`` (creates, ``orders/import``, updates,
+deletes) is fed to a per-project :class:`~.messages.MessageLog` (``app.state.messages``, a
+:class:`~.messages.MessageLogs`). Before proxying an update the bridge reads the resource once,
+so Messages can carry old values (``previousValue``, ``oldOrderState``, ...). The log is served at
+``GET /{projectKey}/messages`` and ``GET /{projectKey}/messages/{id}`` (the token is checked like
+for GraphQL) and through the GraphQL root fields ``messages`` and ``message(id)`` (``payload`` is
+the Message itself; a type the SDL's ``MessagePayload`` lacks, such as
+``OrderPurchaseOrderNumberSet``, cannot be resolved there).
 """
 
 from __future__ import annotations
@@ -79,6 +90,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,11 +125,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .messages import InvalidQuery, MessageLog, MessageLogs, Write, match_write
+
 __all__ = ["DEFAULT_SCHEMA_PATH", "create_bridge_app", "load_schema"]
 
 DEFAULT_SCHEMA_PATH: Final = Path(__file__).resolve().parent / "schema.sdl"
 
 Json: TypeAlias = dict[str, Any]
+
+_log = logging.getLogger(__name__)
 
 # REST page size used when the bridge reads every match of a query (the real API's maximum).
 _PAGE: Final = 500
@@ -185,10 +201,15 @@ def _total_line_item_quantity(cart: Mapping[str, Any]) -> int | None:
 # Fields the emulator omits but the real API derives from the resource.
 _DERIVED: Final[dict[tuple[str, str], Callable[[Mapping[str, Any]], Any]]] = {
     ("Cart", "totalLineItemQuantity"): _total_line_item_quantity,
+    # GraphQL nests a Message's own fields under `payload`; REST keeps them in the Message.
+    ("Message", "payload"): lambda message: message,
 }
 
 # Properties the emulator stores under another name than the real API.
-_ALIASES: Final = {("Delivery", "key"): "deliveryKey"}  # addDelivery keeps `deliveryKey`
+_ALIASES: Final = {
+    ("Delivery", "key"): "deliveryKey",  # addDelivery keeps `deliveryKey`
+    ("Message", "userProvidedIdentifiers"): "resourceUserProvidedIdentifiers",  # REST name
+}
 
 # REST `type` discriminators whose value is not the GraphQL type name.
 _DISCRIMINATORS: Final = {"centPrecision": "Money", "highPrecision": "HighPrecisionMoney"}
@@ -242,10 +263,17 @@ _Fetched: TypeAlias = tuple[int, Any]
 class Upstream:
     """REST reads for one GraphQL request, each URL fetched once (concurrent callers share it)."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, authorization: str) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        authorization: str,
+        messages: MessageLog | None = None,
+    ) -> None:
         self.client = client
         self.base_url = base_url  # emulator URL + "/" + project key
         self.authorization = authorization
+        self.messages = messages  # the project's message log (harness extension)
         self.unauthorized: _Unauthorized | None = None
         self._cache: dict[str, asyncio.Future[_Fetched]] = {}
 
@@ -373,6 +401,8 @@ def _resolve_root(scope: Scope, info: _Info, args: dict[str, Any]) -> Any:
         return Scope(tuple(str(k) for k in args["keys"]))
     if name == "customerActiveCart":
         return _active_cart(upstream, scope, str(args["customerId"]))
+    if name in ("messages", "message") and scope.stores is None:
+        return _messages(upstream, name, args)
     type_name = get_named_type(info.return_type).name
     if type_name.endswith("QueryResult"):
         collection = _COLLECTION_BY_TYPE.get(type_name.removesuffix("QueryResult"))
@@ -384,6 +414,21 @@ def _resolve_root(scope: Scope, info: _Info, args: dict[str, Any]) -> Any:
         _check_scoped(scope, collection, info)
         return _read_one(upstream, collection, args, scope)
     raise _not_emulated(info)
+
+
+def _messages(upstream: Upstream, name: str, args: Mapping[str, Any]) -> Json | None:
+    """``messages(where, sort, limit, offset)`` and ``message(id)`` from the message log."""
+    log = upstream.messages
+    if name == "message":
+        return log.get(str(args.get("id"))) if log is not None and args.get("id") else None
+    params = [("where", args["where"])] if args.get("where") else []
+    params += [("sort", s) for s in args.get("sort") or []]
+    params += [(k, str(args[k])) for k in ("limit", "offset") if args.get(k) is not None]
+    try:
+        page = (log or MessageLog("")).query_params(params)
+    except InvalidQuery as exc:
+        raise GraphQLError(str(exc), extensions={"code": "InvalidInput"}) from exc
+    return {**page, "exists": page["total"] > 0}
 
 
 def _check_scoped(scope: Scope, collection: str, info: _Info) -> None:
@@ -692,6 +737,7 @@ class _Bridge:
         self.emulator_url = emulator_url.rstrip("/")
         self.schema = schema
         self.client = client
+        self.messages = MessageLogs()
 
     def http(self) -> httpx.AsyncClient:
         if self.client is None:
@@ -707,19 +753,68 @@ class _Bridge:
         if request.scope.get("query_string"):
             url += "?" + request.scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in request.headers.raw if _forwardable(k)]
-        upstream = self.http().build_request(
-            request.method, url, headers=headers, content=await request.body()
-        )
+        body = await request.body()
+        write = match_write(request.method, request.url.path, body)
+        before = None
+        if write is not None and write.kind == "update":
+            before = await self._read_before(url.partition("?")[0], request)
+        upstream = self.http().build_request(request.method, url, headers=headers, content=body)
         try:
             answer = await self.http().send(upstream)
         except httpx.HTTPError as exc:
             return _error_response(502, "General", f"emulator unreachable: {exc}", request)
+        if write is not None and 200 <= answer.status_code < 300:
+            self._record(write, answer, before)
         response = Response(answer.content, status_code=answer.status_code)
         response.raw_headers.extend(
             (k, v) for k, v in answer.headers.raw if _forwardable(k) and k.lower() != b"date"
         )
         _add_correlation_id(response, request)
         return response
+
+    async def _read_before(self, url: str, request: Request) -> Json | None:
+        """The resource an update is about to change (None if it cannot be read)."""
+        headers = {"Accept": "application/json"}
+        if "authorization" in request.headers:
+            headers["Authorization"] = request.headers["authorization"]
+        try:
+            answer = await self.http().get(url, headers=headers)
+            body = answer.json() if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _record(self, write: Write, answer: httpx.Response, before: Json | None) -> None:
+        try:
+            self.messages.record_write(write, answer.json(), before)
+        except Exception:  # a harness bug must not break the write itself
+            _log.exception("could not record messages for %s %s", write.kind, write.collection)
+
+    async def messages_query(self, request: Request) -> Response:
+        """``GET /{projectKey}/messages`` from the message log."""
+        project_key = request.path_params["projectKey"]
+        denied = await self._check_token(project_key, request.headers.get("authorization", ""))
+        if denied is not None:
+            return _with_correlation_id(denied, request)
+        try:
+            page = self.messages.project(project_key).query_params(
+                request.query_params.multi_items()
+            )
+        except InvalidQuery as exc:
+            return _error_response(400, "InvalidInput", str(exc), request)
+        return _with_correlation_id(JSONResponse(page), request)
+
+    async def message_by_id(self, request: Request) -> Response:
+        """``GET /{projectKey}/messages/{id}`` from the message log."""
+        project_key, message_id = request.path_params["projectKey"], request.path_params["id"]
+        denied = await self._check_token(project_key, request.headers.get("authorization", ""))
+        if denied is not None:
+            return _with_correlation_id(denied, request)
+        message = self.messages.project(project_key).get(message_id)
+        if message is None:
+            text = f"The Resource with ID '{message_id}' was not found."
+            return _error_response(404, "ResourceNotFound", text, request)
+        return _with_correlation_id(JSONResponse(message), request)
 
     async def graphql(self, request: Request) -> Response:
         project_key = request.path_params["projectKey"]
@@ -739,7 +834,10 @@ class _Bridge:
         if errors:
             return _graphql_response(400, None, errors, request)
         upstream = Upstream(
-            self.http(), f"{self.emulator_url}/{_segment(project_key)}", authorization
+            self.http(),
+            f"{self.emulator_url}/{_segment(project_key)}",
+            authorization,
+            self.messages.project(project_key),
         )
         result = await self._execute(document, upstream, variables, operation_name)
         if upstream.unauthorized is not None:
@@ -875,6 +973,10 @@ def create_bridge_app(
 
     routes = [
         Route("/{projectKey}/graphql", bridge.graphql, methods=["POST"]),
+        Route("/{projectKey}/messages", bridge.messages_query, methods=["GET"]),
+        Route("/{projectKey}/messages/{id}", bridge.message_by_id, methods=["GET"]),
         Route("/{path:path}", bridge.proxy, methods=_ALL_METHODS),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.messages = bridge.messages  # harness extension: tests inject/inspect messages
+    return app
