@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,7 +25,9 @@ from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
 from .demo import Demo
 from .policy import Policy
+from .poller import MessagesPoller
 from .settings import Settings
+from .state import StateFile
 from .stores import MemoryStore, RedisStore, Store
 from .tokens import ZendeskKeys
 
@@ -83,6 +87,16 @@ def create_app(
                 breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
                 namespace=settings.ct_project_key,
             )
+            if settings.messages_poll_interval > 0:
+                poller = MessagesPoller(
+                    commercetools,
+                    reader,
+                    StateFile(settings.state_path),
+                    interval=settings.messages_poll_interval,
+                    overlap=settings.messages_overlap,
+                )
+                task = asyncio.create_task(poller.run(), name="messages-poller")
+                stack.push_async_callback(_cancel, task)
             yield {
                 "settings": settings,
                 "commercetools": commercetools,
@@ -111,6 +125,12 @@ def create_app(
         exception_handlers=errors.handlers(templates),
         lifespan=lifespan,
     )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _store(settings: Settings) -> Store:

@@ -103,6 +103,23 @@ class CommercetoolsClient:
         """A token and the cheapest real read; raises if commercetools is not usable."""
         check_response(await self._graphql({"query": "query Ready { orders(limit: 1) { count } }"}))
 
+    async def messages(self, *, after: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Messages created after `after` (ISO 8601), oldest first (Messages API, REST)."""
+        params = {
+            "where": f'createdAt > "{after}"',
+            "sort": "createdAt asc",
+            "limit": str(limit),
+            "withTotal": "false",
+        }
+        response = await self._send("GET", f"{self._project_url}/messages", params=params)
+        if response.status_code != 200:
+            raise self._rejected(response)
+        body = _json(response)
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            raise UpstreamError("commercetools messages answer has no results")
+        return [r for r in results if isinstance(r, dict) and r.get("id") and r.get("createdAt")]
+
     async def _graphql(self, payload: Mapping[str, Any]) -> Any:
         response = await self._send("POST", f"{self._project_url}/graphql", json=payload)
         if response.status_code != 200:

@@ -20,6 +20,7 @@ import uvicorn
 from ..demo import Demo, DemoZendesk
 from ..settings import Settings, load_settings
 from .bridge import create_bridge_app
+from .messages import MessageLog
 from .process import DEFAULT_PROJECT_KEY, EmulatorProcess
 from .seed import DemoData, seed_demo_project
 
@@ -36,6 +37,7 @@ class Harness:
     emulator_url: str
     project_key: str
     demo: DemoData
+    messages: MessageLog  # the bridge's Messages API log (our harness extension)
 
     @property
     def auth_url(self) -> str:
@@ -53,7 +55,8 @@ async def running(
 ) -> AsyncIterator[Harness]:
     emulator = await asyncio.to_thread(EmulatorProcess(project_key).start)
     try:
-        async with serve(create_bridge_app(emulator.url)) as api_url:
+        bridge = create_bridge_app(emulator.url)
+        async with serve(bridge) as api_url:
             async with httpx.AsyncClient(timeout=30) as http:
                 demo = (
                     await seed_demo_project(
@@ -62,7 +65,8 @@ async def running(
                     if seed
                     else None
                 )
-            yield Harness(api_url, emulator.url, project_key, demo)  # type: ignore[arg-type]
+            messages = bridge.state.messages.project(project_key)
+            yield Harness(api_url, emulator.url, project_key, demo, messages)  # type: ignore[arg-type]
     finally:
         await asyncio.to_thread(emulator.stop)
 
