@@ -11,6 +11,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from bs4 import BeautifulSoup
+from pydantic import SecretStr
 
 from commerce_context.app import create_app
 from commerce_context.demo import DemoZendesk
@@ -367,3 +368,32 @@ async def test_outage_serves_the_last_known_panels_marked_stale(
         missing = await sidebar.panels(emails=["nobody@example.net"])
         assert missing.status_code == 503
         assert missing.json()["error"]["code"] == "upstream_unavailable"
+
+
+async def test_bundled_mode_secure_request_token_is_accepted(
+    sidebar_settings: Settings, harness: Harness
+) -> None:
+    import time
+
+    import jwt
+
+    secret = "zaf-shared-secret-for-tests-0123456789"
+    settings = sidebar_settings.model_copy(update={"zendesk_shared_secret": SecretStr(secret)})
+    now = int(time.time())
+    # What Zendesk's proxy mints for client.request({jwt: {algorithm: "HS256", ...}}).
+    token = jwt.encode({"iat": now, "exp": now + 60, "ticket": 1}, secret, algorithm="HS256")
+    forged = jwt.encode(
+        {"iat": now, "exp": now + 60}, "another-secret-0123456789abcdefghij", "HS256"
+    )
+    anna = harness.demo.customers["anna-schmidt"]
+    async with app_client(create_app(settings), raise_errors=True) as client:
+        ok = await client.post(
+            "/zendesk/panels",
+            json={"emails": [anna.email]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        refused = await client.post(
+            "/zendesk/panels", json={}, headers={"Authorization": f"Bearer {forged}"}
+        )
+    assert ok.status_code == 200 and f'data-customer-id="{anna.id}"' in ok.text
+    assert refused.status_code == 401
