@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +13,15 @@ import pytest_asyncio
 from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.emulator.harness import Harness, demo_settings, running
 from commerce_context.settings import Settings
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The developer's shell (or a .env in the cwd) must not change settings tests."""
+    for name in list(os.environ):
+        if name.startswith("CC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

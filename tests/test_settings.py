@@ -14,23 +14,13 @@ from commerce_context.exceptions import ConfigError
 from commerce_context.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("clean_environment")
 BASE: dict[str, Any] = {
     "ct_project_key": "proj",
     "ct_client_id": "client-id",
     "ct_client_secret": "not-a-real-secret",
     "ct_region": "europe-west1.gcp",
 }
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The developer's shell (or a .env in the cwd) must not change these results.
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("CC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def load(**overrides: Any) -> Settings:

@@ -14,13 +14,11 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,16 +73,8 @@ ZENDESK: dict[str, Any] = {
     "zendesk_installation_id": INSTALLATION_ID,
     "session_secret": SESSION_SECRET,
 }
+pytestmark = pytest.mark.usefixtures("clean_environment")
 DROP = object()  # a claim override that removes the claim
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The developer's shell (or a .env in the cwd) must not change these results.
-    for name in list(os.environ):
-        if name.startswith("CC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def make_settings(**overrides: Any) -> Settings:
