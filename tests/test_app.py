@@ -47,7 +47,7 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 async def test_readyz_when_commercetools_answers(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"config": "ok", "commercetools": "ok"}
+    assert response.json()["checks"] == {"config": "ok", "commercetools": "ok", "cache": "ok"}
 
 
 async def test_readyz_when_commercetools_is_down() -> None:
@@ -105,3 +105,13 @@ async def test_unexpected_errors_answer_500_without_a_traceback() -> None:
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert error["message"] == "Something went wrong on our side."
     assert html.status_code == 500 and "secret internals" not in html.text
+
+
+async def test_readyz_when_redis_is_down() -> None:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(Upstream()))
+    settings = make_settings(cache_backend="redis", redis_url="redis://127.0.0.1:1/0")
+    async with app_client(create_app(settings, http=http)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["commercetools"] == "ok" and "redis is unavailable" in checks["cache"]

@@ -161,6 +161,10 @@ class Reader:
         """True the first time `key` is seen within `ttl` (atomic, shared with replicas)."""
         return await self._store.acquire(self._ns + "seen:" + key, ttl)
 
+    async def check_store(self) -> None:
+        """Raises UpstreamUnavailable when the cache's store (Redis) does not answer."""
+        await self._store.get_many([self._ns + "ready"])
+
     async def invalidate_lists(self) -> None:
         """Forget every cached read result (lists may have gained or lost members)."""
         await self._store.incr(self._ns + GENERATION)

@@ -7,6 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from .cache import Reader
 from .commercetools import CommercetoolsClient
 from .exceptions import UpstreamError
 
@@ -21,14 +22,19 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Config loaded (or we would not be running) and commercetools answers a real read."""
+    """Config loaded (or we would not be running), commercetools answers a real read, and the
+    cache's store answers (Redis, when configured)."""
     client: CommercetoolsClient = request.state.commercetools
-    try:
-        await client.ping()
-    except UpstreamError as exc:
-        logger.warning("not ready: %s", exc.message)
-        return JSONResponse(
-            {"status": "unavailable", "checks": {"config": "ok", "commercetools": exc.message}},
-            status_code=503,
-        )
-    return JSONResponse({"status": "ok", "checks": {"config": "ok", "commercetools": "ok"}})
+    reader: Reader = request.state.reader
+    checks = {"config": "ok", "commercetools": "ok", "cache": "ok"}
+    for name, check in (("commercetools", client.ping), ("cache", reader.check_store)):
+        try:
+            await check()
+        except UpstreamError as exc:
+            logger.warning("not ready: %s", exc.message)
+            checks[name] = exc.message
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
