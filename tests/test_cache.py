@@ -21,7 +21,7 @@ from commerce_context.breaker import CircuitBreaker
 from commerce_context.cache import Freshness, Reader
 from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.emulator.harness import Harness
-from commerce_context.exceptions import UpstreamUnavailable
+from commerce_context.exceptions import CacheUnavailable, UpstreamUnavailable
 from commerce_context.policy import Policy
 from commerce_context.resolution import detail_views
 from commerce_context.settings import Settings
@@ -313,8 +313,22 @@ async def test_memory_store_expires_entries() -> None:
     assert (await store.get_many(["a"]))[0] is None
 
 
-async def test_redis_outage_is_an_upstream_error() -> None:
+async def test_redis_outage_is_a_cache_error() -> None:
     dead = RedisStore.from_url("redis://127.0.0.1:1/0")
-    with pytest.raises(UpstreamUnavailable, match="redis"):
+    with pytest.raises(CacheUnavailable, match="redis"):
         await dead.get_many(["a"])
+    await dead.close()
+
+
+async def test_reads_go_through_when_the_cache_store_is_down(
+    ct_settings: Settings, harness: Harness
+) -> None:
+    dead = RedisStore.from_url("redis://127.0.0.1:1/0")
+    async with httpx.AsyncClient() as http:
+        reader = Reader(CommercetoolsClient(ct_settings, http), Policy(), dead)
+        for _ in range(2):
+            answer = await reader.fetch(ticket_reads(harness))
+            assert answer.upstream_requests == 1
+            assert answer.found["e0"][0]["firstName"] == "Anna"
+            assert "***" in answer.found["e0"][0]["email"]  # still masked
     await dead.close()

@@ -37,7 +37,7 @@ from typing import Any
 from . import queries, views
 from .breaker import CircuitBreaker
 from .commercetools import CommercetoolsClient
-from .exceptions import UpstreamUnavailable
+from .exceptions import CacheUnavailable, UpstreamUnavailable
 from .policy import Policy
 from .stores import Store
 
@@ -128,7 +128,12 @@ class Reader:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
-            answer = await self._coordinated(key, reads, refresh, name)
+            try:
+                answer = await self._coordinated(key, reads, refresh, name)
+            except CacheUnavailable as exc:
+                # Better uncached than nothing: the panels still come, one request each.
+                logger.warning("cache unavailable, reading through: %s", exc.message)
+                answer = await self._uncached(reads, name)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
@@ -211,11 +216,23 @@ class Reader:
             if not snapshot.any_results():
                 return await self._cold(reads, name)
             return await self._delta(reads, snapshot, name)
+        except CacheUnavailable:
+            raise
         except UpstreamUnavailable:
             if snapshot.complete(reads, None, self._fresh):
                 logger.warning("commercetools unavailable: serving cached entries")
                 return Answer(snapshot.assemble(reads), as_of=snapshot.oldest(reads))
             raise
+
+    async def _uncached(self, reads: Sequence[queries.Read], name: str) -> Answer:
+        found = await self._upstream(queries.compose(reads, name))
+        snapshot = _Snapshot({}, {}, self)
+        for read in reads:
+            entities = _entities(found.get(read.key))
+            for entity in entities:
+                self._admit(read.type, entity, read.views, self._clock(), {}, snapshot)
+            snapshot.results[read.key] = _result(read, entities, self._clock())
+        return Answer(snapshot.assemble(reads), upstream_requests=1)
 
     async def _cold(self, reads: Sequence[queries.Read], name: str) -> Answer:
         document = queries.compose(reads, name)
@@ -230,11 +247,7 @@ class Reader:
             entities = _entities(found.get(read.key))
             for entity in entities:
                 self._admit(read.type, entity, read.views, now, writes, snapshot)
-            ids = [e["id"] for e in entities]
-            snapshot.results[read.key] = {
-                "t": now,
-                "ids": ids if read.many else (ids[0] if ids else None),
-            }
+            snapshot.results[read.key] = _result(read, entities, now)
             writes[self._read_key(read, generation)] = _pack(snapshot.results[read.key])
         await self._store.set_many(writes, self._fresh.stale)
         # Assembled from the entries, so a cold answer is exactly what a warm one will be.
@@ -258,19 +271,12 @@ class Reader:
         now = self._clock()
         generation = await self._generation()
         writes: dict[str, bytes] = {}
-        ids_of: dict[str, list[str]] = {}
         needs: dict[str, dict[str, set[views.View]]] = {}  # type -> id -> views
         versions: dict[tuple[str, str], int] = {}
+        results: dict[str, dict[str, Any]] = {}
         for read in reads:
-            ids_of[read.key] = [e["id"] for e in _entities(found.get(read.key))]
-            writes[self._read_key(read, generation)] = _pack(
-                {
-                    "t": now,
-                    "ids": ids_of[read.key]
-                    if read.many
-                    else (ids_of[read.key][0] if ids_of[read.key] else None),
-                }
-            )
+            results[read.key] = _result(read, _entities(found.get(read.key)), now)
+            writes[self._read_key(read, generation)] = _pack(results[read.key])
         # New members of lists may be cached already (from other reads): load before planning.
         await snapshot.load_ids(self, _ids_in(reads, found))
         for read in reads:
@@ -302,17 +308,8 @@ class Reader:
                 entry.fetched = now  # confirmed current: fresh again
                 writes[self._entity_key(KINDS[type_], entity_id)] = _encode_entry(entry)
         await self._store.set_many(writes, self._fresh.stale)
-        snapshot.results.update(
-            {
-                r.key: {
-                    "t": now,
-                    "ids": ids_of[r.key]
-                    if r.many
-                    else (ids_of[r.key][0] if ids_of[r.key] else None),
-                }
-                for r in reads
-            }
-        )
+        # Only now: had the second request failed, stale serving needed the old lists.
+        snapshot.results.update(results)
         return Answer(snapshot.assemble(reads), upstream_requests=requests)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -537,6 +534,12 @@ class _Snapshot:
         if read.many:
             return list(ids)
         return [ids] if ids else []
+
+
+def _result(read: queries.Read, entities: list[Entity], now: float) -> dict[str, Any]:
+    """A read result entry: when, and which ids (a list, or one id or None)."""
+    ids = [e["id"] for e in entities]
+    return {"t": now, "ids": ids if read.many else (ids[0] if ids else None)}
 
 
 def _embedded(type_: str, data: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@
     - NotFound                      404
   + UpstreamError                   a third-party API failed us (502)
     - UpstreamUnavailable           timeouts, 5xx/429 after retries (503)
+      . CacheUnavailable            the cache's Redis does not answer (503)
     - UpstreamAuthError             we could not authenticate upstream (502)
     - UpstreamNotFound              the upstream said 404 (404)
     - UpstreamRejected              the upstream refused the request (4xx, 502)
@@ -87,6 +88,12 @@ class UpstreamUnavailable(UpstreamError):
     def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CacheUnavailable(UpstreamUnavailable):
+    """The cache's store (Redis) is unavailable."""
+
+    code = "cache_unavailable"
 
 
 class UpstreamAuthError(UpstreamError):

@@ -15,7 +15,7 @@ from cachetools import TLRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .exceptions import UpstreamUnavailable
+from .exceptions import CacheUnavailable
 
 __all__ = ["MemoryStore", "RedisStore", "Store"]
 
@@ -91,7 +91,7 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Keys are namespaced by `prefix`; failures surface as UpstreamUnavailable("redis ...")."""
+    """Keys are namespaced by `prefix`; failures surface as CacheUnavailable("redis ...")."""
 
     def __init__(self, client: Redis, prefix: str = "cc:") -> None:
         self._redis = client
@@ -110,7 +110,7 @@ class RedisStore:
         try:
             values = await self._redis.mget([self._k(k) for k in keys])
         except (TimeoutError, RedisError, OSError) as exc:
-            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
         return [v if isinstance(v, bytes) else None for v in values]
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
@@ -123,7 +123,7 @@ class RedisStore:
                     pipe.set(self._k(key), value, px=milliseconds)
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
-            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
@@ -152,4 +152,4 @@ class RedisStore:
         try:
             return await awaitable
         except (TimeoutError, RedisError, OSError) as exc:
-            raise UpstreamUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
