@@ -397,3 +397,12 @@ async def test_bundled_mode_secure_request_token_is_accepted(
         )
     assert ok.status_code == 200 and f'data-customer-id="{anna.id}"' in ok.text
     assert refused.status_code == 401
+
+
+async def test_sidebar_page_may_only_be_framed_by_zendesk(sidebar: Sidebar) -> None:
+    csp = (await sidebar.open()).headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    ancestors = directives["frame-ancestors"].split()
+    assert ancestors[0] == "https://demo.zendesk.com"
+    assert directives["default-src"] == "'self'"
+    assert "'unsafe-inline'" not in csp

@@ -231,6 +231,9 @@ class Settings(BaseSettings):
     zendesk_order_field_id: int | None = Field(
         default=None, gt=0, description="ticket custom field holding an order number"
     )
+    zendesk_frame_ancestors: tuple[str, ...] = Field(
+        default=(), description="origins allowed to frame the sidebar besides the account's"
+    )
 
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
@@ -355,6 +358,12 @@ class Settings(BaseSettings):
     def zendesk_enabled(self) -> bool:
         """True when the Zendesk sidebar is configured (the model rules ensure it is complete)."""
         return self.zendesk_subdomain is not None
+
+    @property
+    def frame_ancestors(self) -> tuple[str, ...]:
+        """Who may embed the sidebar: the Zendesk account, plus any configured origins."""
+        own = (f"https://{self.zendesk_subdomain}.zendesk.com",) if self.zendesk_subdomain else ()
+        return own + self.zendesk_frame_ancestors
 
     @property
     def api_url(self) -> str:

@@ -75,10 +75,25 @@ async def sidebar_post(request: Request) -> Response:
         "order_field_id": settings.zendesk_order_field_id,
         "garden_css": GARDEN_CSS,
     }
+    headers = {**NO_STORE, "Content-Security-Policy": _csp(settings)}
     response: Response = request.state.templates.TemplateResponse(
-        request, "sidebar.html", context, headers=NO_STORE
+        request, "sidebar.html", context, headers=headers
     )
     return response
+
+
+def _csp(settings: Settings) -> str:
+    # Only our own scripts and styles, only calls to ourselves, framed only by Zendesk.
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors " + " ".join(settings.frame_ancestors),
+        )
+    )
 
 
 async def panels(request: Request) -> Response:

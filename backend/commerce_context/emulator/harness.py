@@ -110,7 +110,12 @@ def demo_settings(
         "config_file": str(files("commerce_context") / "demo.toml"),
     }
     if zendesk is not None:
-        values.update(zendesk.settings(), zendesk_order_field_id=DEMO_ORDER_FIELD_ID)
+        values.update(
+            zendesk.settings(),
+            zendesk_order_field_id=DEMO_ORDER_FIELD_ID,
+            # The simulated ticket page (the demo itself) and loopback test parents frame it.
+            zendesk_frame_ancestors=("'self'", "http://127.0.0.1:*", "http://localhost:*"),
+        )
     values.update(overrides)
     return load_settings(_env_file=None, **values)
 
