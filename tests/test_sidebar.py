@@ -406,3 +406,25 @@ async def test_sidebar_page_may_only_be_framed_by_zendesk(sidebar: Sidebar) -> N
     assert ancestors[0] == "https://demo.zendesk.com"
     assert directives["default-src"] == "'self'"
     assert "'unsafe-inline'" not in csp
+
+
+async def test_concurrent_views_of_one_ticket_all_show_the_same_panels(
+    sidebar: Sidebar, harness: Harness
+) -> None:
+    import asyncio
+
+    session = await sidebar.session()
+
+    async def view() -> str:
+        response = await sidebar.client.post(
+            "/zendesk/panels",
+            json={"order_number": "DE-1003", "brand_id": BERLIN},
+            headers={"Authorization": f"Bearer {session}"},
+        )
+        return response.text
+
+    sidebar.recorder.requests.clear()
+    pages = await asyncio.gather(*(view() for _ in range(50)))
+    assert len(sidebar.recorder.api_calls()) == 1  # one flight for all of them
+    customer = harness.demo.customers["alex-morgan-berlin"].id
+    assert all(f'data-customer-id="{customer}"' in page for page in pages)

@@ -194,6 +194,8 @@ def resolve_answer(
     email_customers = _unique(c for i in range(len(context.emails)) for c in found.get(f"e{i}", []))
 
     if explicit is not None:
+        # The answer may be shared by concurrent views (one flight): never change it.
+        explicit = dict(explicit)
         result.matched_by = "order"
         result.order = explicit
         result.customer = explicit.pop("customer", None)
