@@ -33,6 +33,7 @@ def every_read(store: str | None) -> list[queries.Read]:
         queries.order_by_number("DE-1001", o, store=store, key="a"),
         queries.order_by_id("id-1", o, store=store, key="b"),
         queries.orders_by_ids(["id-1", "id-2"], [views.VERSION], store=store, key="c"),
+        queries.orders_with_payment("pay-1", [views.VERSION], key="p"),
         queries.customer_by_id("cust-1", CUSTOMER_VIEWS, store=store, key="d"),
         queries.customers_by_email("Anna@Example.com", CUSTOMER_VIEWS, store=store, key="e"),
         queries.customer_orders("cust-1", [views.ORDER_SUMMARY], store=store, key="f"),

@@ -109,7 +109,8 @@ class Reader:
         self._fresh = freshness or Freshness()
         self._breaker = breaker or CircuitBreaker()
         # Entries masked under another policy must never be served: the policy is in the key.
-        self._ns = f"{namespace}:{_digest(sorted(policy.overrides.items()))[:12]}:"
+        # Short: the prefix is repeated in every key of every entry.
+        self._ns = _digest([namespace, sorted(policy.overrides.items())])[:10] + ":"
         self._lock_wait = lock_wait
         self._clock = clock
         self._flights: dict[str, asyncio.Future[Answer]] = {}
@@ -154,12 +155,15 @@ class Reader:
         await self._store.delete([key])
         return True
 
-    async def invalidate_holders(self, kind: str, entity_id: str) -> int:
-        """Evict the cached entities that embed `kind` `entity_id` (an order's payments)."""
-        raw = (await self._store.get_many([self._ns + f"held:{kind}:{entity_id}"]))[0]
-        holders: list[list[str]] = _unpack(raw) if raw is not None else []
-        for holder_kind, holder_id in holders:
-            await self._store.delete([self._entity_key(holder_kind, holder_id)])
+    async def invalidate_payment(self, payment_id: str) -> int:
+        """Evict the cached orders holding a payment (payments are read through their order,
+        and a payment's changes do not change the order's version). Asks commercetools which
+        orders those are: one small request per payment event, rather than an index per order."""
+        read = queries.orders_with_payment(payment_id, [views.VERSION], key="holders")
+        found = await self._upstream(queries.compose([read], "PaymentHolders"))
+        holders = _entities(found.get("holders"))
+        if holders:
+            await self._store.delete([self._entity_key("order", o["id"]) for o in holders])
         return len(holders)
 
     async def first_sighting(self, key: str, ttl: float) -> bool:
@@ -373,8 +377,6 @@ class Reader:
             version, str(masked.get("lastModifiedAt", "")), frozenset(names), now, data, nested
         )
         writes[self._entity_key(kind, masked["id"])] = _encode_entry(entry)
-        for held_kind, held_id in _embedded(type_, data):
-            writes[self._ns + f"held:{held_kind}:{held_id}"] = _pack([[kind, masked["id"]]])
         if snapshot is not None:
             snapshot.entities[(type_, masked["id"])] = entry
         out = dict(masked)
@@ -540,14 +542,6 @@ def _result(read: queries.Read, entities: list[Entity], now: float) -> dict[str,
     """A read result entry: when, and which ids (a list, or one id or None)."""
     ids = [e["id"] for e in entities]
     return {"t": now, "ids": ids if read.many else (ids[0] if ids else None)}
-
-
-def _embedded(type_: str, data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Entities read inside this one without a cache entry of their own (payments)."""
-    if type_ != "Order":
-        return []
-    payments = (data.get("paymentInfo") or {}).get("payments") or []
-    return [("payment", p["id"]) for p in payments if isinstance(p, Mapping) and p.get("id")]
 
 
 def _entities(value: Any) -> list[Entity]:

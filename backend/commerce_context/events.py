@@ -123,7 +123,7 @@ async def apply_events(reader: Reader, events: list[Event]) -> Outcome:
         lists_changed |= event.type in LIST_CHANGES
         if event.kind == "payment":
             # Payments are read through their order: evict the orders that hold this one.
-            outcome.evicted += await reader.invalidate_holders("payment", event.resource_id)
+            outcome.evicted += await reader.invalidate_payment(event.resource_id)
         elif await reader.invalidate(KINDS[event.kind], event.resource_id, event.version):
             outcome.evicted += 1
     if lists_changed:

@@ -36,6 +36,7 @@ __all__ = [
     "order_by_number",
     "orders_by_email",
     "orders_by_ids",
+    "orders_with_payment",
     "stores",
 ]
 
@@ -135,6 +136,14 @@ def by_ids(root: str, type_: str, ids: Sequence[str], views: Sequence[View], *, 
         raise ConfigError("by_ids() needs at least one id")
     where = f"id in ({', '.join(_quote(i) for i in ids)})"
     return _query(key, root, type_, where, views, limit=len(ids), store=None)
+
+
+def orders_with_payment(
+    payment_id: str, views: Sequence[View], *, key: str = "payment_orders"
+) -> Read:
+    """The orders a payment is attached to (normally one)."""
+    where = f"paymentInfo(payments(id = {_quote(payment_id)}))"
+    return _query(key, "orders", "Order", where, views, limit=10, store=None)
 
 
 def customer_by_id(

@@ -8,10 +8,10 @@ tests run against both (tests/test_cache.py), the Redis ones against a real serv
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from cachetools import TLRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,42 +32,68 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    """Bounded by total bytes: least recently used entries go first, expired ones any time."""
+    """Bounded by total bytes: least recently used entries go first, expired ones on sight.
+
+    A plain ordered dict rather than a general-purpose cache: per entry it keeps only the key,
+    the value and its expiry, which is most of what an entity costs in memory.
+    """
+
+    OVERHEAD = 100  # bytes of bookkeeping counted per entry, besides key and value
 
     def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
         self._clock = clock
-        self._entries: TLRUCache[str, tuple[bytes, float]] = TLRUCache(
-            maxsize=max_bytes,
-            ttu=lambda _key, value, now: value[1],
-            timer=clock,
-            getsizeof=lambda value: len(value[0]) + 100,  # ~100 bytes of bookkeeping
-        )
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._size = 0
         self._counters: dict[str, int] = {}
         self._locks: dict[str, float] = {}
 
     @property
     def size_bytes(self) -> int:
-        return int(self._entries.currsize)
+        return self._size
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _cost(self, key: str, value: bytes) -> int:
+        return len(key) + len(value) + self.OVERHEAD
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._size -= self._cost(key, entry[0])
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self._clock()
         out: list[bytes | None] = []
         for key in keys:
             entry = self._entries.get(key)
-            out.append(entry[0] if entry is not None else None)
+            if entry is None:
+                out.append(None)
+            elif entry[1] <= now:
+                self._drop(key)
+                out.append(None)
+            else:
+                self._entries.move_to_end(key)
+                out.append(entry[0])
         return out
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         expires = self._clock() + ttl
         for key, value in items.items():
-            if len(value) + 100 <= self._entries.maxsize:
-                self._entries[key] = (value, expires)
+            cost = self._cost(key, value)
+            if cost > self.max_bytes:
+                continue
+            self._drop(key)
+            self._entries[key] = (value, expires)
+            self._size += cost
+        while self._size > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
 
     async def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
-            self._entries.pop(key, None)
+            self._drop(key)
 
     async def incr(self, key: str) -> int:
         self._counters[key] = self._counters.get(key, 0) + 1
