@@ -4,6 +4,7 @@ resolution path, the panels' content and masking, and bad input."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest_asyncio
 from bs4 import BeautifulSoup
 from pydantic import SecretStr
 
+from commerce_context import queries, views
 from commerce_context.app import create_app
 from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness, demo_settings
@@ -428,3 +430,24 @@ async def test_concurrent_views_of_one_ticket_all_show_the_same_panels(
     assert len(sidebar.recorder.api_calls()) == 1  # one flight for all of them
     customer = harness.demo.customers["alex-morgan-berlin"].id
     assert all(f'data-customer-id="{customer}"' in page for page in pages)
+
+
+async def test_warm_views_reuse_rendered_panels_until_an_entry_changes(
+    sidebar: Sidebar, harness: Harness, ct: Any
+) -> None:
+    number = "UK-2003"
+    first = await sidebar.panels(order_number=number)
+    second = await sidebar.panels(order_number=number)
+    assert second.text == first.text and sidebar.recorder.api_calls() == []
+    order_id = harness.demo.orders[number].id
+    read = queries.order_by_id(order_id, [views.VERSION])
+    version = (await ct.fetch(queries.compose([read])))["order"]["version"]
+    note = f"note {uuid.uuid4().hex[:8]}"
+    await ct.update(
+        "orders",
+        order_id,
+        version,
+        [{"action": "setCustomField", "name": "internalNote", "value": note}],
+    )
+    refreshed = await sidebar.panels(order_number=number, refresh=True)
+    assert note in refreshed.text  # re-rendered from the changed entry, not the memo

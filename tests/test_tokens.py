@@ -44,6 +44,7 @@ from commerce_context.tokens import (
     ALLOWED_LOCATIONS,
     SESSION_AUDIENCE,
     SESSION_ISSUER,
+    VerifiedSessions,
     ZendeskIdentity,
     ZendeskKeys,
     issue_session,
@@ -1103,3 +1104,25 @@ def _no_stray_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
     yield
+
+
+def test_verified_sessions_skip_the_signature_but_not_the_expiry() -> None:
+    settings = make_settings()
+    identity = ZendeskIdentity(
+        subdomain=SUBDOMAIN,
+        installation_id=INSTALLATION_ID,
+        user_id="7",
+        location="ticket_sidebar",
+        issued_at=datetime.now(UTC),
+        expires_at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+    start = datetime.now(UTC)
+    token = issue_session(identity, settings=settings, now=start)
+    cache = VerifiedSessions(size=2)
+    first = cache.verify(token, settings=settings, now=start)
+    assert cache.verify(token, settings=settings, now=start) is first
+    with pytest.raises(Unauthorized, match="expired"):
+        cache.verify(token, settings=settings, now=start + timedelta(seconds=3600))
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    with pytest.raises(Unauthorized):
+        cache.verify(tampered, settings=settings, now=start)

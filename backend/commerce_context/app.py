@@ -24,12 +24,13 @@ from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
 from .demo import Demo
+from .panels import Rendered
 from .policy import Policy
 from .poller import MessagesPoller
 from .settings import Settings
 from .state import StateFile
 from .stores import MemoryStore, RedisStore, Store
-from .tokens import ZendeskKeys
+from .tokens import VerifiedSessions, ZendeskKeys
 
 __all__ = ["State", "create_app"]
 
@@ -40,6 +41,8 @@ class State(TypedDict):
     settings: Settings
     commercetools: CommercetoolsClient
     reader: Reader
+    rendered: Rendered
+    sessions: VerifiedSessions
     zendesk_keys: ZendeskKeys
     policy: Policy
     templates: Jinja2Templates
@@ -101,6 +104,8 @@ def create_app(
                 "settings": settings,
                 "commercetools": commercetools,
                 "reader": reader,
+                "rendered": Rendered(),
+                "sessions": VerifiedSessions(),
                 "zendesk_keys": ZendeskKeys(settings, client),
                 "policy": policy,
                 "templates": templates,

@@ -30,6 +30,7 @@ import json
 import logging
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class Answer:
     found: dict[str, Any]
     as_of: float | None = None  # epoch seconds of the oldest entry, when served stale
     upstream_requests: int = 0
+    fingerprint: str | None = None  # set when served from fresh cache entries
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Reader:
         self._lock_wait = lock_wait
         self._clock = clock
         self._flights: dict[str, asyncio.Future[Answer]] = {}
+        self._decoded = _Decoded()
+        self._identities: dict[tuple[Any, ...], str] = {}
         self.upstream_requests = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -122,7 +126,7 @@ class Reader:
         self, reads: Sequence[queries.Read], *, refresh: bool = False, name: str = "TicketView"
     ) -> Answer:
         """The answer to `reads`, masked, from the cache where it can be."""
-        key = _digest(["flight", refresh, [_read_identity(r) for r in reads], name])
+        key = _digest(["flight", refresh, [self._identity(r) for r in reads], name])
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
@@ -209,7 +213,7 @@ class Reader:
         snapshot = await self._snapshot(reads)
         now = self._clock()
         if snapshot.complete(reads, now, self._fresh):
-            return Answer(snapshot.assemble(reads))
+            return Answer(snapshot.assemble(reads), fingerprint=snapshot.fingerprint())
         return None
 
     async def _from_upstream(
@@ -398,7 +402,8 @@ class Reader:
             for r, value in zip(reads, await self._store.get_many(keys), strict=True)
             if value is not None
         }
-        snapshot = _Snapshot({k: _unpack(v) for k, v in results.items()}, {}, self)
+        snapshot = _Snapshot({k: self._decoded(v) for k, v in results.items()}, {}, self)
+        snapshot.raw.extend(results.values())
         wanted: dict[str, dict[str, set[views.View]]] = {}
         for read in reads:
             result = snapshot.results.get(read.key)
@@ -421,19 +426,29 @@ class Reader:
         return f"{self._ns}e:{kind}:{entity_id}"
 
     def _read_key(self, read: queries.Read, generation: int) -> str:
-        return f"{self._ns}r:{generation}:{_digest(_read_identity(read))}"
+        return f"{self._ns}r:{generation}:{self._identity(read)}"
+
+    def _identity(self, read: queries.Read) -> str:
+        # The shape (views included) is hashable and repeats; only the values vary.
+        key = (read.shape(), json.dumps([a.value for a in read.args], default=str))
+        digest = self._identities.get(key)
+        if digest is None:
+            if len(self._identities) > 10_000:
+                self._identities.clear()
+            digest = self._identities[key] = _digest(_read_identity(read))
+        return digest
 
     def _decode_entry(self, raw: bytes | None) -> _Entry | None:
         if raw is None:
             return None
-        value = _unpack(raw)
+        value = self._decoded(raw)
         return _Entry(
             value["v"],
             value["m"],
             frozenset(value["w"]),
             value["t"],
             value["d"],
-            value.get("n", {}),
+            dict(value.get("n", {})),
         )
 
 
@@ -444,6 +459,15 @@ class _Snapshot:
     results: dict[str, dict[str, Any]]
     entities: dict[tuple[str, str], _Entry]
     reader: Reader
+    raw: list[bytes] = field(default_factory=list)  # every entry as stored, for fingerprints
+
+    def fingerprint(self) -> str:
+        """Identifies exactly these entries: equal fingerprints, equal answers."""
+        digest = hashlib.blake2b(digest_size=16)
+        for raw in self.raw:
+            digest.update(len(raw).to_bytes(4, "big"))
+            digest.update(raw)
+        return digest.hexdigest()
 
     async def load_ids(self, reader: Reader, wanted: Mapping[str, Mapping[str, object]]) -> None:
         pairs = [(t, i) for t, ids in wanted.items() for i in ids if (t, i) not in self.entities]
@@ -454,6 +478,7 @@ class _Snapshot:
             entry = reader._decode_entry(value)
             if entry is not None:
                 self.entities[pair] = entry
+                self.raw.append(value)  # type: ignore[arg-type]
 
     def any_results(self) -> bool:
         return bool(self.results)
@@ -517,12 +542,12 @@ class _Snapshot:
 
     def _materialise(self, type_: str, entity_id: str, wanted: Sequence[views.View]) -> Entity:
         entry = self.entities[(type_, entity_id)]
-        data: Entity = _copy(entry.data)
+        data: Entity = dict(entry.data)  # shallow: the nested values are shared, read-only
         if views.ORDER_CUSTOMER in wanted:
             for field_name, nested_type in NESTED.get(type_, {}).items():
                 child = entry.nested.get(field_name)
                 data[field_name] = (
-                    _copy(self.entities[(nested_type, child)].data)
+                    self.entities[(nested_type, child)].data
                     if child and (nested_type, child) in self.entities
                     else None
                 )
@@ -594,6 +619,28 @@ def _unpack(raw: bytes) -> Any:
     return json.loads(zlib.decompress(raw))
 
 
+class _Decoded:
+    """Recently decoded entries by their bytes: a warm view decodes nothing twice.
+
+    The decoded values are shared, so everything built from them is read-only by convention
+    (answers are shared between concurrent views anyway)."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._values: OrderedDict[bytes, Any] = OrderedDict()
+
+    def __call__(self, raw: bytes) -> Any:
+        value = self._values.get(raw)
+        if value is None:
+            value = _unpack(raw)
+            self._values[raw] = value
+            if len(self._values) > self._size:
+                self._values.popitem(last=False)
+        else:
+            self._values.move_to_end(raw)
+        return value
+
+
 def _encode_entry(entry: _Entry) -> bytes:
     return _pack(
         {
@@ -615,11 +662,3 @@ def _deep_merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> Entity:
         else:
             merged[key] = value
     return merged
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

@@ -58,11 +58,17 @@ def money(value: Mapping[str, Any] | None, locale: str) -> str:
             if digits is None:
                 digits = get_currency_precision(currency)
             amount = _scaled(value["centAmount"], digits)
-        return format_currency(
-            amount, currency, locale=babel_locale(locale), decimal_quantization=False
-        )
+        return _currency(amount, currency, locale)
     except (KeyError, TypeError, ValueError, InvalidOperation, ArithmeticError):
         return ""
+
+
+# Panels format the same few amounts and dates over and over; babel is slow at it.
+@lru_cache(maxsize=4096)
+def _currency(amount: Decimal, currency: str, locale: str) -> str:
+    return format_currency(
+        amount, currency, locale=babel_locale(locale), decimal_quantization=False
+    )
 
 
 def _scaled(units: Any, digits: Any) -> Decimal:
@@ -98,6 +104,11 @@ def datetime_(
         return ""
     if not isinstance(iso, str):
         return str(iso)
+    return _datetime(iso, locale, timezone, format)
+
+
+@lru_cache(maxsize=4096)
+def _datetime(iso: str, locale: str, timezone: str, format: str) -> str:
     try:
         parsed = _parse(iso)
         loc = babel_locale(locale)
@@ -114,6 +125,11 @@ def date(iso: str | None, locale: str, *, timezone: str = "UTC", format: str = "
         return ""
     if not isinstance(iso, str):
         return str(iso)
+    return _date(iso, locale, timezone, format)
+
+
+@lru_cache(maxsize=4096)
+def _date(iso: str, locale: str, timezone: str, format: str) -> str:
     try:
         parsed = _parse(iso)
         if isinstance(parsed, dt.datetime):

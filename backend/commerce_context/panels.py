@@ -6,6 +6,7 @@ are formatted for the store's locale (the mapping file), else the order's, else 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from . import formatting
 from .resolution import Resolution
 from .settings import Settings
 
-__all__ = ["PanelContext", "install_filters", "panel_context"]
+__all__ = ["PanelContext", "Rendered", "install_filters", "panel_context"]
 
 CUSTOM_FIELD_LABELS = {
     "supportStatus": "Support status",
@@ -27,6 +28,29 @@ CUSTOM_FIELD_LABELS = {
 }
 
 PanelContext = dict[str, Any]
+
+
+class Rendered:
+    """Panels already rendered from exactly these cache entries, for this ticket context.
+
+    A warm view of a ticket then costs a cache read and a lookup, not a template render. Keys
+    hold the entries' fingerprint, so any change to an entry (or its freshness being
+    confirmed) renders anew."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._html: OrderedDict[tuple[str, ...], str] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> str | None:
+        html = self._html.get(key)
+        if html is not None:
+            self._html.move_to_end(key)
+        return html
+
+    def put(self, key: tuple[str, ...], html: str) -> None:
+        self._html[key] = html
+        if len(self._html) > self._size:
+            self._html.popitem(last=False)
 
 
 def install_filters(env: Environment) -> None:

@@ -130,6 +130,7 @@ class Resolution:
     order: Entity | None = None
     notes: list[str] = field(default_factory=list)
     as_of: float | None = None  # set when served from cache during an upstream outage
+    fingerprint: str | None = None  # identifies the cached entries it was built from, if any
 
     @property
     def empty(self) -> bool:
@@ -312,6 +313,7 @@ async def resolve(
     answer = await reader.fetch(reads, refresh=context.refresh, name="TicketView")
     resolution, missing_order = resolve_answer(context, store, answer.found)
     resolution.as_of = answer.as_of
+    resolution.fingerprint = answer.fingerprint
     if missing_order is not None:
         detail = await reader.fetch(
             [queries.order_by_id(missing_order, detail_views(custom_fields), key="order")],
@@ -319,6 +321,11 @@ async def resolve(
             name="OrderDetail",
         )
         resolution.order = detail.found["order"]
+        resolution.fingerprint = (
+            f"{answer.fingerprint}+{detail.fingerprint}"
+            if answer.fingerprint and detail.fingerprint
+            else None
+        )
         if detail.as_of is not None:
             resolution.as_of = min(detail.as_of, resolution.as_of or detail.as_of)
     return resolution

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 
 from . import tokens
 from .exceptions import BadRequest, NotFound, Unauthorized
-from .panels import panel_context
+from .panels import Rendered, panel_context
 from .resolution import TicketContext, resolve
 from .settings import Settings
 
@@ -107,9 +107,18 @@ async def panels(request: Request) -> Response:
         store=store,
         custom_fields=settings.mappings.order_custom_fields,
     )
+    rendered: Rendered = request.state.rendered
+    key = None
+    if resolution.fingerprint and resolution.as_of is None:
+        key = (resolution.fingerprint, context.model_dump_json(exclude={"refresh"}), store or "")
+        html = rendered.get(key)
+        if html is not None:
+            return HTMLResponse(html, headers=NO_STORE)
     html = request.state.templates.get_template("panels.html").render(
         panel_context(resolution, settings)
     )
+    if key is not None:
+        rendered.put(key, html)
     return HTMLResponse(html, headers=NO_STORE)
 
 
@@ -120,7 +129,8 @@ def authenticate(request: Request, settings: Settings) -> tokens.Session | token
         raise Unauthorized("Missing session. Reload the app in Zendesk.")
     token = token.strip()
     try:
-        return tokens.verify_session(token, settings=settings)
+        sessions: tokens.VerifiedSessions = request.state.sessions
+        return sessions.verify(token, settings=settings)
     except Unauthorized as session_error:
         if settings.zendesk_shared_secret is None:
             raise
