@@ -77,7 +77,7 @@ class Answer:
     found: dict[str, Any]
     as_of: float | None = None  # epoch seconds of the oldest entry, when served stale
     upstream_requests: int = 0
-    fingerprint: str | None = None  # set when served from fresh cache entries
+    fingerprint: tuple[bytes, ...] | None = None  # set when served from fresh cache entries
 
 
 @dataclass
@@ -461,13 +461,13 @@ class _Snapshot:
     reader: Reader
     raw: list[bytes] = field(default_factory=list)  # every entry as stored, for fingerprints
 
-    def fingerprint(self) -> str:
-        """Identifies exactly these entries: equal fingerprints, equal answers."""
-        digest = hashlib.blake2b(digest_size=16)
-        for raw in self.raw:
-            digest.update(len(raw).to_bytes(4, "big"))
-            digest.update(raw)
-        return digest.hexdigest()
+    def fingerprint(self) -> tuple[bytes, ...]:
+        """Identifies exactly these entries: equal fingerprints, equal answers.
+
+        The entries themselves, not a digest of them: comparing is exact (no collision can
+        show one shopper's panels for another's) and cheap (bytes cache their hash, and the
+        memory store hands out the very objects it holds)."""
+        return tuple(self.raw)
 
     async def load_ids(self, reader: Reader, wanted: Mapping[str, Mapping[str, object]]) -> None:
         pairs = [(t, i) for t, ids in wanted.items() for i in ids if (t, i) not in self.entities]

@@ -37,17 +37,17 @@ class Rendered:
     hold the entries' fingerprint, so any change to an entry (or its freshness being
     confirmed) renders anew."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self._size = size
-        self._html: OrderedDict[tuple[str, ...], str] = OrderedDict()
+        self._html: OrderedDict[tuple[object, ...], str] = OrderedDict()
 
-    def get(self, key: tuple[str, ...]) -> str | None:
+    def get(self, key: tuple[object, ...]) -> str | None:
         html = self._html.get(key)
         if html is not None:
             self._html.move_to_end(key)
         return html
 
-    def put(self, key: tuple[str, ...], html: str) -> None:
+    def put(self, key: tuple[object, ...], html: str) -> None:
         self._html[key] = html
         if len(self._html) > self._size:
             self._html.popitem(last=False)

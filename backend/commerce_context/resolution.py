@@ -130,7 +130,7 @@ class Resolution:
     order: Entity | None = None
     notes: list[str] = field(default_factory=list)
     as_of: float | None = None  # set when served from cache during an upstream outage
-    fingerprint: str | None = None  # identifies the cached entries it was built from, if any
+    fingerprint: tuple[bytes, ...] | None = None  # the cached entries it was built from, if any
 
     @property
     def empty(self) -> bool:
@@ -322,7 +322,7 @@ async def resolve(
         )
         resolution.order = detail.found["order"]
         resolution.fingerprint = (
-            f"{answer.fingerprint}+{detail.fingerprint}"
+            answer.fingerprint + detail.fingerprint
             if answer.fingerprint and detail.fingerprint
             else None
         )
