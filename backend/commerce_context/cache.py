@@ -117,7 +117,6 @@ class Reader:
         self._clock = clock
         self._flights: dict[str, asyncio.Future[Answer]] = {}
         self._decoded = _Decoded()
-        self._identities: dict[tuple[Any, ...], str] = {}
         self.upstream_requests = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ class Reader:
         self, reads: Sequence[queries.Read], *, refresh: bool = False, name: str = "TicketView"
     ) -> Answer:
         """The answer to `reads`, masked, from the cache where it can be."""
-        key = _digest(["flight", refresh, [self._identity(r) for r in reads], name])
+        key = "|".join(["flight", str(refresh), name, *(r.key + "=" + r.identity for r in reads)])
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
@@ -426,17 +425,7 @@ class Reader:
         return f"{self._ns}e:{kind}:{entity_id}"
 
     def _read_key(self, read: queries.Read, generation: int) -> str:
-        return f"{self._ns}r:{generation}:{self._identity(read)}"
-
-    def _identity(self, read: queries.Read) -> str:
-        # The shape (views included) is hashable and repeats; only the values vary.
-        key = (read.shape(), json.dumps([a.value for a in read.args], default=str))
-        digest = self._identities.get(key)
-        if digest is None:
-            if len(self._identities) > 10_000:
-                self._identities.clear()
-            digest = self._identities[key] = _digest(_read_identity(read))
-        return digest
+        return f"{self._ns}r:{generation}:{read.identity}"
 
     def _decode_entry(self, raw: bytes | None) -> _Entry | None:
         if raw is None:
@@ -593,18 +582,6 @@ def _ids_in(
 def _version_views(read: queries.Read) -> tuple[views.View, ...]:
     extra = (NESTED_VERSION[read.type],) if views.ORDER_CUSTOMER in read.views else ()
     return (views.VERSION, *extra)
-
-
-def _read_identity(read: queries.Read) -> list[Any]:
-    return [
-        read.key,
-        read.root,
-        read.type,
-        read.many,
-        read.store,
-        [[a.name, a.value] for a in read.args],
-        sorted(v.name + ":" + v.fields for v in read.views),
-    ]
 
 
 def _digest(value: object) -> str:

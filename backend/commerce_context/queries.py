@@ -11,13 +11,16 @@ scoping), so it is built once per shape and cached.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from graphql import FieldNode, InlineFragmentNode, SelectionSetNode, print_ast
+from graphql.utilities import strip_ignored_characters
 
 from .exceptions import ConfigError, UpstreamError
 from .views import FORBIDDEN_FIELDS, View
@@ -61,6 +64,17 @@ class Read:
     views: tuple[View, ...]
     many: bool = False  # a paged result: views apply under `results`
     store: str | None = None  # wraps the read in `inStore(key: ...)`
+
+    @cached_property
+    def identity(self) -> str:
+        """Digest of everything that determines the answer: root, scope, arguments, views."""
+        value = [
+            self.root, self.type, self.many, self.store,
+            [[a.name, a.value] for a in self.args],
+            sorted(v.name + ":" + v.fields for v in self.views),
+        ]  # fmt: skip
+        encoded = json.dumps(value, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()[:32]
 
     def shape(self) -> tuple[object, ...]:
         return (
@@ -303,7 +317,9 @@ def _document_text(shapes: tuple[tuple[Any, ...], ...], operation_name: str) -> 
             declarations.append(f"${key}_store: KeyReferenceInput!")
             body = f"inStore(key: ${key}_store) {{ {body} }}"
         fields.append(f"{key}: {body}")
-    return f"query {operation_name}({', '.join(declarations)}) {{\n" + "\n".join(fields) + "\n}"
+    text = f"query {operation_name}({', '.join(declarations)}) {{\n" + "\n".join(fields) + "\n}"
+    # Compact: the document goes upstream with every cold request.
+    return strip_ignored_characters(text)
 
 
 def merge_views(views: Sequence[View], type_: str) -> SelectionSetNode:

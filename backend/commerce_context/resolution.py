@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -150,6 +151,19 @@ def detail_views(custom_fields: Sequence[str]) -> list[views.View]:
 
 def plan(context: TicketContext, custom_fields: Sequence[str]) -> list[queries.Read]:
     """The reads for a ticket: all of them go upstream as one document."""
+    keys = (context.emails, context.external_id, context.order_number, context.order_id)
+    return list(_plan(keys, tuple(custom_fields)))
+
+
+@lru_cache(maxsize=4096)
+def _plan(
+    keys: tuple[tuple[str, ...], str | None, str | None, str | None],
+    custom_fields: tuple[str, ...],
+) -> tuple[queries.Read, ...]:
+    # The same ticket is viewed again and again: its reads (and their digests) are reused.
+    context = TicketContext(
+        emails=keys[0], external_id=keys[1], order_number=keys[2], order_id=keys[3]
+    )
     full = detail_views(custom_fields)
     reads: list[queries.Read] = []
     explicit = context.order_id or context.order_number
@@ -178,7 +192,7 @@ def plan(context: TicketContext, custom_fields: Sequence[str]) -> list[queries.R
         )
         if not explicit:
             reads.append(queries.orders_by_email(context.emails, full, limit=1, key="el"))
-    return reads
+    return tuple(reads)
 
 
 def resolve_answer(

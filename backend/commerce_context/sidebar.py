@@ -110,7 +110,10 @@ async def panels(request: Request) -> Response:
     rendered: Rendered = request.state.rendered
     key = None
     if resolution.fingerprint and resolution.as_of is None:
-        key = (resolution.fingerprint, context.model_dump_json(exclude={"refresh"}), store or "")
+        # What the page shows depends on the entries, the keys searched and the store; not on
+        # the ticket, so another ticket of the same shopper reuses the render.
+        searched = (context.emails, context.external_id, context.order_number, context.order_id)
+        key = (resolution.fingerprint, searched, store)
         html = rendered.get(key)
         if html is not None:
             return HTMLResponse(html, headers=NO_STORE)

@@ -74,7 +74,9 @@ async def running(
 @contextlib.asynccontextmanager
 async def serve(app: object, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free port in this event loop; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY (with proto 0 it does not, and
+    # Nagle's algorithm adds ~40 ms to every keep-alive request).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
