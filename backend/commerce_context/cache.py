@@ -30,7 +30,6 @@ import json
 import logging
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,7 @@ from . import queries, views
 from .breaker import CircuitBreaker
 from .commercetools import CommercetoolsClient
 from .exceptions import CacheUnavailable, UpstreamUnavailable
+from .lru import LRU
 from .policy import Policy
 from .stores import Store
 
@@ -603,18 +603,13 @@ class _Decoded:
     (answers are shared between concurrent views anyway)."""
 
     def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._values: OrderedDict[bytes, Any] = OrderedDict()
+        self._values: LRU[bytes, Any] = LRU(size)
 
     def __call__(self, raw: bytes) -> Any:
         value = self._values.get(raw)
         if value is None:
             value = _unpack(raw)
-            self._values[raw] = value
-            if len(self._values) > self._size:
-                self._values.popitem(last=False)
-        else:
-            self._values.move_to_end(raw)
+            self._values.put(raw, value)
         return value
 
 

@@ -6,7 +6,6 @@ are formatted for the store's locale (the mapping file), else the order's, else 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from jinja2 import Environment
 
 from . import formatting
+from .lru import LRU
 from .resolution import Resolution
 from .settings import Settings
 
@@ -30,27 +30,15 @@ CUSTOM_FIELD_LABELS = {
 PanelContext = dict[str, Any]
 
 
-class Rendered:
-    """Panels already rendered from exactly these cache entries, for this ticket context.
+class Rendered(LRU[tuple[object, ...], str]):
+    """Panels already rendered from exactly these cache entries, for this ticket's keys.
 
     A warm view of a ticket then costs a cache read and a lookup, not a template render. Keys
     hold the entries' fingerprint, so any change to an entry (or its freshness being
     confirmed) renders anew."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._html: OrderedDict[tuple[object, ...], str] = OrderedDict()
-
-    def get(self, key: tuple[object, ...]) -> str | None:
-        html = self._html.get(key)
-        if html is not None:
-            self._html.move_to_end(key)
-        return html
-
-    def put(self, key: tuple[object, ...], html: str) -> None:
-        self._html[key] = html
-        if len(self._html) > self._size:
-            self._html.popitem(last=False)
+        super().__init__(size)
 
 
 def install_filters(env: Environment) -> None:

@@ -31,7 +31,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from . import correlation
 from .exceptions import ConfigError, Unauthorized, UpstreamError, UpstreamUnavailable
+from .lru import LRU
 from .settings import ENV_PREFIX, Settings
 
 __all__ = [
@@ -511,8 +511,7 @@ class VerifiedSessions:
     expiry check. Bounded; the oldest entries go first."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._sessions: LRU[str, Session] = LRU(size)
 
     def verify(self, token: str, *, settings: Settings, now: datetime | None = None) -> Session:
         moment = now or datetime.now(UTC)
@@ -520,9 +519,7 @@ class VerifiedSessions:
         if session is not None and session.expires_at > moment:
             return session
         session = verify_session(token, settings=settings, now=now)
-        self._sessions[token] = session
-        if len(self._sessions) > self._size:
-            self._sessions.popitem(last=False)
+        self._sessions.put(token, session)
         return session
 
 
