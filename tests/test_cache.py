@@ -332,3 +332,18 @@ async def test_reads_go_through_when_the_cache_store_is_down(
             assert answer.found["e0"][0]["firstName"] == "Anna"
             assert "***" in answer.found["e0"][0]["email"]  # still masked
     await dead.close()
+
+
+async def test_a_cancelled_leader_does_not_fail_the_views_waiting_on_it(
+    rig: Callable[..., Rig], harness: Harness
+) -> None:
+    r = rig()
+    reads = ticket_reads(harness, "james-taylor")
+    leader = asyncio.create_task(r.reader.fetch(reads))
+    await asyncio.sleep(0)  # the leader starts its flight
+    followers = [asyncio.create_task(r.reader.fetch(reads)) for _ in range(5)]
+    await asyncio.sleep(0)
+    leader.cancel()
+    answers = await asyncio.gather(*followers)
+    assert all(a.found["e0"][0]["firstName"] == "James" for a in answers)
+    assert leader.cancelled()

@@ -451,3 +451,25 @@ async def test_warm_views_reuse_rendered_panels_until_an_entry_changes(
     )
     refreshed = await sidebar.panels(order_number=number, refresh=True)
     assert note in refreshed.text  # re-rendered from the changed entry, not the memo
+
+
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        ({"Content-Length": "abc"}, b"{}"),
+        ({}, b'{"emails": [' + b'"a@example.com",' * 2000 + b'"b@example.com"]}'),
+    ],
+)
+async def test_malformed_or_oversized_bodies_are_400(
+    sidebar: Sidebar, headers: dict[str, str], content: bytes
+) -> None:
+    response = await sidebar.client.post(
+        "/zendesk/panels",
+        content=content,
+        headers={
+            "Authorization": f"Bearer {await sidebar.session()}",
+            "Content-Type": "application/json",
+            **headers,
+        },
+    )
+    assert response.status_code == 400

@@ -126,9 +126,13 @@ class Reader:
     ) -> Answer:
         """The answer to `reads`, masked, from the cache where it can be."""
         key = "|".join(["flight", str(refresh), name, *(r.key + "=" + r.identity for r in reads)])
-        flight = self._flights.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight)
+        while (flight := self._flights.get(key)) is not None:
+            try:
+                return await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                if not flight.cancelled():
+                    raise  # we were cancelled ourselves
+                # The view leading the flight went away (its client hung up): lead one anew.
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
@@ -138,6 +142,9 @@ class Reader:
                 # Better uncached than nothing: the panels still come, one request each.
                 logger.warning("cache unavailable, reading through: %s", exc.message)
                 answer = await self._uncached(reads, name)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 
 from .cache import Reader
 from .exceptions import BadRequest, NotFound, Unauthorized
+from .limits import read_body
 from .settings import Settings
 
 __all__ = ["Event", "apply_events", "parse_payload", "receive"]
@@ -142,9 +143,7 @@ async def receive(request: Request) -> JSONResponse:
         given.strip().encode(), secret.get_secret_value().encode()
     ):
         raise Unauthorized("Wrong or missing events secret.")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest("The request is too large; send at most 1 MiB per request.")
+    body = await read_body(request, MAX_BODY_BYTES)
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 
 from . import tokens
 from .exceptions import BadRequest, NotFound, Unauthorized
+from .limits import read_body
 from .panels import Rendered, panel_context
 from .resolution import TicketContext, resolve
 from .settings import Settings
@@ -54,8 +55,9 @@ async def sidebar_get(request: Request) -> Response:
 
 async def sidebar_post(request: Request) -> Response:
     settings = _settings(request)
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        raise BadRequest("The request is too large.")
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+        raise BadRequest("The request is too large or its Content-Length is not a number.")
     form = await request.form(max_files=0, max_fields=20)
     token = form.get("token")
     if not isinstance(token, str) or not token:
@@ -146,9 +148,7 @@ def authenticate(request: Request, settings: Settings) -> tokens.Session | token
 async def _json_body(request: Request) -> Any:
     if "json" not in request.headers.get("content-type", ""):
         raise BadRequest("Send the ticket context as application/json.")
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
-        raise BadRequest("The request is too large.")
+    body = await read_body(request, MAX_JSON_BYTES)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
