@@ -100,41 +100,32 @@ def datetime_(
     `format` is short, medium, long, full or a CLDR pattern. None gives ""; anything that does not
     parse comes back unchanged.
     """
-    if iso is None:
-        return ""
-    if not isinstance(iso, str):
-        return str(iso)
-    return _datetime(iso, locale, timezone, format)
-
-
-@lru_cache(maxsize=4096)
-def _datetime(iso: str, locale: str, timezone: str, format: str) -> str:
-    try:
-        parsed = _parse(iso)
-        loc = babel_locale(locale)
-        if not isinstance(parsed, dt.datetime):
-            return format_date(parsed, format=format, locale=loc)
-        return format_datetime(parsed, format=format, tzinfo=_zone(timezone), locale=loc)
-    except (ValueError, TypeError, LookupError, OverflowError, AttributeError):
-        return iso
+    return _when(iso, locale, timezone, format, date_only=False)
 
 
 def date(iso: str | None, locale: str, *, timezone: str = "UTC", format: str = "medium") -> str:
     """The calendar date of an ISO-8601 timestamp in `timezone` (or of a plain `YYYY-MM-DD`)."""
+    return _when(iso, locale, timezone, format, date_only=True)
+
+
+def _when(iso: object, locale: str, timezone: str, format: str, *, date_only: bool) -> str:
     if iso is None:
         return ""
     if not isinstance(iso, str):
         return str(iso)
-    return _date(iso, locale, timezone, format)
+    return _format_when(iso, locale, timezone, format, date_only)
 
 
 @lru_cache(maxsize=4096)
-def _date(iso: str, locale: str, timezone: str, format: str) -> str:
+def _format_when(iso: str, locale: str, timezone: str, format: str, date_only: bool) -> str:
     try:
         parsed = _parse(iso)
+        loc = babel_locale(locale)
+        if isinstance(parsed, dt.datetime) and not date_only:
+            return format_datetime(parsed, format=format, tzinfo=_zone(timezone), locale=loc)
         if isinstance(parsed, dt.datetime):
             parsed = parsed.astimezone(_zone(timezone)).date()
-        return format_date(parsed, format=format, locale=babel_locale(locale))
+        return format_date(parsed, format=format, locale=loc)
     except (ValueError, TypeError, LookupError, OverflowError, AttributeError):
         return iso
 
