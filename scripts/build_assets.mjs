@@ -7,16 +7,15 @@
 //
 // Every input comes from node_modules, pinned exactly in package.json; the build refuses to run
 // when an installed version differs from the pin, and every output name carries the version.
-// No CDN: the ZAF SDK is bundled from its CommonJS sources with esbuild into an IIFE that
-// defines the global `ZAFClient`, as Zendesk's CDN build (gluejs, export: 'ZAFClient') does.
+// The Zendesk Apps Framework SDK is not built here: static/vendor/zaf_sdk-<tag>.js is the
+// official SDK built from its own repository at a pinned tag (provenance, sha256 and licence in
+// docs/architecture.md and zaf_sdk-<tag>.LICENSE; tests/test_assets.py pins its hash).
 
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const require = createRequire(path.join(root, "package.json"));
 const outDir = path.resolve(process.argv[2] ?? path.join(root, "backend/commerce_context/static/vendor"));
 
 // Garden CSS packages copied verbatim (dist/index.css): name -> file in the package.
@@ -27,7 +26,6 @@ const GARDEN = [
   "@zendeskgarden/css-tables", // .c-table
   "@zendeskgarden/css-utilities", // .u-* spacing, colour, typography helpers
 ];
-const ZAF = "zendesk_app_framework_sdk";
 
 const pins = JSON.parse(await readFile(path.join(root, "package.json"), "utf8"));
 const pinned = { ...pins.dependencies, ...pins.devDependencies };
@@ -46,29 +44,7 @@ async function installed(name) {
   if (meta.version !== pin) {
     throw new Error(`${name}: installed ${meta.version}, package.json pins ${pin}: run \`npm ci\``);
   }
-  return { dir, version: meta.version, license: meta.license ?? meta.licenses?.[0]?.type };
-}
-
-async function buildZaf() {
-  const esbuild = require("esbuild");
-  const { dir, version, license } = await installed(ZAF);
-  const result = await esbuild.build({
-    absWorkingDir: root,
-    entryPoints: [path.join(dir, "lib/index.js")],
-    bundle: true,
-    format: "iife",
-    globalName: "ZAFClient",
-    platform: "browser",
-    target: "es2017",
-    charset: "utf8",
-    legalComments: "inline",
-    banner: {
-      js: `/*! ${ZAF} ${version} (npm), bundled by scripts/build_assets.mjs with esbuild ${esbuild.version}. License: ${license}. */`,
-    },
-    write: false,
-    logLevel: "silent",
-  });
-  return { [`zaf_sdk-${version}.js`]: result.outputFiles[0].contents };
+  return { dir, version: meta.version };
 }
 
 async function copyGarden() {
@@ -80,12 +56,13 @@ async function copyGarden() {
   return files;
 }
 
-const outputs = { ...(await buildZaf()), ...(await copyGarden()) };
+const outputs = await copyGarden();
 
 await mkdir(outDir, { recursive: true });
-// Drop outputs of older pins (zaf_sdk-*.js, css-*.css) so the directory holds exactly this build.
+// Drop outputs of older pins (css-*.css) so the directory holds exactly this build; the
+// vendored ZAF SDK (zaf_sdk-*) is not ours to touch.
 for (const entry of await readdir(outDir)) {
-  if (/^(zaf_sdk-.*\.js|css-.*\.css)$/.test(entry) && !(entry in outputs)) {
+  if (/^css-.*\.css$/.test(entry) && !(entry in outputs)) {
     await rm(path.join(outDir, entry));
   }
 }

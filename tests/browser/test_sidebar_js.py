@@ -49,7 +49,7 @@ PAGE = """<!doctype html>
   </header>
   <div id="panels" aria-live="polite"><p class="muted loading">Loading…</p></div>
 </main>
-<script src="/static/vendor/zaf_sdk-2.0.11.js"></script>
+<script src="/static/vendor/zaf_sdk-2.0.37.js"></script>
 <script src="/static/sidebar.js"></script>
 </body></html>"""
 
@@ -415,7 +415,7 @@ async def test_outside_zendesk_shows_a_message(page: Page, stub_server: tuple[An
     # The page without origin/app_guid: ZAFClient.init() returns false.
     await page.goto(f"{stub_server[1]}/static/app.css")  # same origin, then build the page
     await page.set_content(PAGE.format(session=SESSION, field=""))
-    await page.add_script_tag(url=f"{stub_server[1]}/static/vendor/zaf_sdk-2.0.11.js")
+    await page.add_script_tag(url=f"{stub_server[1]}/static/vendor/zaf_sdk-2.0.37.js")
     await page.add_script_tag(url=f"{stub_server[1]}/static/sidebar.js")
     await page.wait_for_selector('#app[data-state="error"]')
     text = await page.text_content("#panels [role=alert]")

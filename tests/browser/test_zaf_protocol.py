@@ -1,7 +1,7 @@
 """The fake Zendesk parent speaks the real ZAF SDK's protocol, end to end, in Chromium.
 
 The probe app (static/zaf_probe.html, served cross-origin on a second loopback port) loads the
-committed SDK bundle (static/vendor/zaf_sdk-2.0.11.js), so these tests also prove the bundle
+committed SDK bundle (static/vendor/zaf_sdk-2.0.37.js), so these tests also prove the bundle
 exposes `ZAFClient` the way the CDN build does.
 """
 
@@ -51,7 +51,7 @@ async def test_signed_url_form_post_and_handshake(
     assert f"origin={zendesk_parent.replace(':', '%3A').replace('/', '%2F')}" in zd.frame.url
     assert f"app_guid={zd.app_guid}" in zd.frame.url
     # The SDK shook hands from the app's (cross-)origin, with its protocol version.
-    assert zd.handshakes == [{"origin": app_server, "version": "2.0.9"}]
+    assert zd.handshakes == [{"origin": app_server, "version": "2.0.37"}]
     assert zd.messages[0]["key"] == "iframe.handshake"
     assert zd.messages[0]["appGuid"] == zd.app_guid
 

@@ -1,7 +1,7 @@
 /*
  * A stand-in for the Zendesk Support parent frame, used by the embedded demo's simulated ticket
  * page and by the browser tests: what the ZAF framework does around a ticket_sidebar app
- * iframe, enough for the real ZAF SDK (zendesk_app_framework_sdk 2.0.11, lib/client.js)
+ * iframe, enough for the real ZAF SDK (the official zendesk_app_framework_sdk 2.0.37, lib/client.js)
  * running inside the iframe. Never part of the sidebar itself.
  *
  * Loading (signed URLs): a form with method POST, target = the iframe's name, action =
