@@ -86,6 +86,157 @@ class StoreScope(BaseModel):
         return value
 
 
+Direction = Literal["to_commercetools", "to_zendesk", "both", "off"]
+ActionName = Literal[
+    "set_support_status", "set_internal_note", "cancel_order", "request_refund", "create_return"
+]
+OrderState = Literal["Open", "Confirmed", "Complete", "Cancelled"]
+
+
+class FieldWriteback(BaseModel):
+    """One order custom field that Zendesk ticket changes may write ([writebacks.fields.X])."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zendesk_field_id: int | None = Field(default=None, gt=0, description="ticket field id")
+    direction: Direction = "to_commercetools"
+    values: dict[str, str] = Field(
+        default_factory=dict, description="Zendesk value -> commercetools value"
+    )
+    allowed: tuple[str, ...] = Field(default=(), description="commercetools values accepted")
+    max_length: int = Field(default=2000, ge=1, le=100_000)
+
+    @property
+    def writes_commercetools(self) -> bool:
+        return self.direction in ("to_commercetools", "both")
+
+    def translate(self, value: str) -> str | None:
+        """The commercetools value for a Zendesk value; None when the mapping refuses it."""
+        value = value.strip()
+        if self.values:
+            mapped = self.values.get(value)
+            if mapped is None:
+                return None
+            value = mapped
+        if self.allowed and value not in self.allowed:
+            return None
+        if len(value) > self.max_length:
+            return None
+        return value
+
+
+class Writebacks(BaseModel):
+    """[writebacks]: which ticket fields reach which order custom fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    custom_type_key: str = Field(
+        default="commerce-context-order",
+        min_length=1,
+        description="order custom type set when an order has none",
+    )
+    fields: dict[str, FieldWriteback] = Field(default_factory=dict)
+
+    def by_zendesk_field(self, field_id: int) -> tuple[str, FieldWriteback] | None:
+        for name, spec in self.fields.items():
+            if spec.zendesk_field_id == field_id:
+                return name, spec
+        return None
+
+    @model_validator(mode="after")
+    def _unique_ticket_fields(self) -> Writebacks:
+        seen: dict[int, str] = {}
+        for name, spec in self.fields.items():
+            if spec.zendesk_field_id is None:
+                continue
+            if spec.zendesk_field_id in seen:
+                raise ValueError(
+                    f"ticket field {spec.zendesk_field_id} is mapped to both "
+                    f"{seen[spec.zendesk_field_id]!r} and {name!r}"
+                )
+            seen[spec.zendesk_field_id] = name
+        return self
+
+
+class Actions(BaseModel):
+    """[actions]: what agents may do from the sidebar."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: tuple[ActionName, ...] = ()
+    roles: dict[ActionName, tuple[str, ...]] = Field(
+        default_factory=dict, description="Zendesk roles allowed per action; absent = any agent"
+    )
+    cancel_states: tuple[OrderState, ...] = ("Open", "Confirmed")
+    support_status_field: str = "supportStatus"
+    internal_note_field: str = "internalNote"
+
+
+class CustomField(BaseModel):
+    """One order custom field the panel shows ([order_custom_fields.<name>])."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str | dict[str, str] = Field(
+        description='"Support status", or per language: {en = "...", de = "..."}'
+    )
+    treatment: Treatment = "show"
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("a label needs at least one language")
+            return {locale.lower().replace("_", "-"): text for locale, text in value.items()}
+        return value
+
+    def label_for(self, locale: str | None = None) -> str:
+        """The label for `locale`: exact, then its language, then English, then any."""
+        if isinstance(self.label, str):
+            return self.label
+        tag = (locale or "en").lower().replace("_", "-")
+        for key in (tag, tag.split("-")[0], "en"):
+            if key in self.label:
+                return self.label[key]
+        for key, text in self.label.items():  # "en-gb" when only English variants exist
+            if key.split("-")[0] == tag.split("-")[0]:
+                return text
+        return next(iter(self.label.values()))
+
+
+# Labels of the demo's custom fields, for the list format (`order_custom_fields = [...]`).
+_KNOWN_LABELS = {
+    "supportStatus": "Support status",
+    "internalNote": "Internal note",
+    "rmaStatus": "RMA status",
+    "warehouse": "Warehouse",
+    "marketplaceSource": "Marketplace",
+}
+DEFAULT_CUSTOM_FIELDS = {
+    "supportStatus": CustomField(label={"en": "Support status", "de": "Support-Status"}),
+    "internalNote": CustomField(label={"en": "Internal note", "de": "Interne Notiz"}),
+    "rmaStatus": CustomField(label={"en": "RMA status", "de": "RMA-Status"}),
+}
+
+
+class Scrub(BaseModel):
+    """Extra patterns the scrubber masks in every value read from commercetools ([scrub])."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    patterns: tuple[str, ...] = Field(default=(), description="regular expressions to mask")
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            problem = pattern_problem(pattern)
+            if problem:
+                raise ValueError(f"pattern {pattern!r} {problem}")
+        return value
+
+
 class Mappings(BaseModel):
     """The TOML config file: store scoping and the field policy."""
 
@@ -102,6 +253,8 @@ class Mappings(BaseModel):
     )
 
     tracking_urls: dict[str, str] = Field(default_factory=dict)
+    writebacks: Writebacks = Field(default_factory=Writebacks)
+    actions: Actions = Field(default_factory=Actions)
 
     @field_validator("tracking_urls")
     @classmethod
@@ -230,6 +383,13 @@ class Settings(BaseSettings):
 
     zendesk_order_field_id: int | None = Field(
         default=None, gt=0, description="ticket custom field holding an order number"
+    )
+    # -- Zendesk webhooks (writebacks) ------------------------------------------------------------
+    zendesk_webhook_secret: SecretStr | None = Field(
+        default=None, description="signing secret of the Zendesk webhook; unset disables it"
+    )
+    zendesk_webhook_replay_window: float = Field(
+        default=300.0, ge=1, le=86400, description="webhook timestamps older or newer are refused"
     )
     zendesk_frame_ancestors: tuple[str, ...] = Field(
         default=(), description="origins allowed to frame the sidebar besides the account's"

@@ -1,0 +1,182 @@
+"""Zendesk webhooks: the signature recipe (with Zendesk's documented worked example), the replay
+window, both payload shapes, and the endpoint (202 fast, de-duplicated by invocation id,
+401/400/404 for bad input, never a 5xx)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from commerce_context.exceptions import BadRequest, Unauthorized
+from commerce_context.webhooks import (
+    TicketEvent,
+    expected_signature,
+    parse_event,
+    sign,
+    verify_signature,
+)
+
+# The worked example of Zendesk's (older) "verifying webhooks" page.
+DOC_SECRET = "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA="
+DOC_BODY = b'{"say": "hello"}'
+DOC_TIMESTAMP = "2021-07-25T10:00:00Z"
+DOC_SIGNATURE = "tRDSF7URY8BLCDlaBcQ7FHu051Zk+aAB0NKMP53teMw="
+DOC_NOW = datetime(2021, 7, 25, 10, 1, tzinfo=UTC)
+
+
+def test_documented_example_fixes_the_key_encoding() -> None:
+    # The page's example reproduces with the secret's raw UTF-8 bytes as the key (not its
+    # base64 decoding), with the message written body first, as that older page wrote it.
+    assert sign(DOC_SECRET, DOC_BODY + DOC_TIMESTAMP.encode()) == DOC_SIGNATURE
+    decoded_key = base64.urlsafe_b64decode(DOC_SECRET)
+    other = hmac.new(decoded_key, DOC_BODY + DOC_TIMESTAMP.encode(), hashlib.sha256).digest()
+    assert base64.b64encode(other).decode() != DOC_SIGNATURE
+
+
+def test_current_recipe_is_timestamp_then_body() -> None:
+    # Current docs and implementations sign timestamp + body; that is what we verify.
+    mac = hmac.new(DOC_SECRET.encode(), DOC_TIMESTAMP.encode() + DOC_BODY, hashlib.sha256)
+    wanted = base64.b64encode(mac.digest()).decode()
+    assert expected_signature(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY) == wanted
+    verify_signature(
+        DOC_SECRET,
+        signature=wanted,
+        timestamp=DOC_TIMESTAMP,
+        body=DOC_BODY,
+        window=300,
+        now=DOC_NOW,
+    )
+    # The old page's order is not accepted.
+    with pytest.raises(Unauthorized, match="does not match"):
+        verify_signature(
+            DOC_SECRET,
+            signature=DOC_SIGNATURE,
+            timestamp=DOC_TIMESTAMP,
+            body=DOC_BODY,
+            window=300,
+            now=DOC_NOW,
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"body": DOC_BODY + b" "}, "does not match"),
+        ({"secret": DOC_SECRET + "x"}, "does not match"),
+        ({"timestamp": "2021-07-25T10:00:01Z"}, "does not match"),
+        ({"signature": "not base64!"}, "not valid base64"),
+        ({"signature": ""}, "missing"),
+        ({"timestamp": None}, "missing"),
+    ],
+)
+def test_tampering_is_refused(change: dict[str, object], reason: str) -> None:
+    args: dict[str, object] = {
+        "secret": DOC_SECRET,
+        "signature": expected_signature(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY),
+        "timestamp": DOC_TIMESTAMP,
+        "body": DOC_BODY,
+    }
+    args.update(change)
+    with pytest.raises(Unauthorized, match=reason):
+        verify_signature(
+            str(args["secret"]),
+            signature=args["signature"],  # type: ignore[arg-type]
+            timestamp=args["timestamp"],  # type: ignore[arg-type]
+            body=args["body"],  # type: ignore[arg-type]
+            window=300,
+            now=DOC_NOW,
+        )
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [(0, True), (299, True), (-299, True), (301, False), (-301, False), (86400, False)],
+)
+def test_replay_window(offset: int, accepted: bool) -> None:
+    sent = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    stamp = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+    signature = expected_signature(DOC_SECRET, stamp, DOC_BODY)
+    now = sent + timedelta(seconds=offset)
+
+    def check() -> None:
+        verify_signature(
+            DOC_SECRET, signature=signature, timestamp=stamp, body=DOC_BODY, window=300, now=now
+        )
+
+    if accepted:
+        check()
+    else:
+        with pytest.raises(Unauthorized, match="replay window"):
+            check()
+
+
+def test_a_signed_timestamp_that_is_no_date_is_refused() -> None:
+    stamp = "yesterday"
+    signature = expected_signature(DOC_SECRET, stamp, DOC_BODY)
+    with pytest.raises(Unauthorized, match="ISO 8601"):
+        verify_signature(
+            DOC_SECRET, signature=signature, timestamp=stamp, body=DOC_BODY, window=300
+        )
+
+
+def test_event_subscription_envelope() -> None:
+    body = {
+        "account_id": 1,
+        "id": "01J0000000000000000000000",
+        "subject": "zen:ticket:42",
+        "time": "2026-11-29T12:00:00Z",
+        "type": "zen:event-type:ticket.created",
+        "zendesk_event_version": "2022-11-06",
+        "detail": {"id": "42", "brand_id": "1001", "requester_id": "7", "status": "NEW"},
+        "event": {},
+    }
+    event = parse_event(body, order_field_id=None)
+    assert event == TicketEvent(kind="created", ticket_id=42, brand_id=1001)
+    other = parse_event({**body, "type": "zen:event-type:ticket.brand_changed"}, order_field_id=1)
+    assert other.kind == "ticket.brand_changed" and not other.created
+
+
+def test_trigger_body_with_placeholders_rendered_as_strings() -> None:
+    body = {
+        "event": "ticket.updated",
+        "ticket": {
+            "id": "42",
+            "requester_email": "anna.schmidt@example.com",
+            "brand_id": "1001",
+            "fields": {"360000001": "DE-1005", "360000002": "solved", "360000003": ""},
+        },
+    }
+    event = parse_event(body, order_field_id=360000001)
+    assert event.ticket_id == 42
+    assert event.emails == ("anna.schmidt@example.com",)
+    assert event.brand_id == 1001
+    assert event.order_number == "DE-1005"  # taken from the order-number field
+    assert event.fields == {360000001: "DE-1005", 360000002: "solved", 360000003: ""}
+    assert not event.created
+    created = parse_event({**body, "event": "ticket.created"}, order_field_id=None)
+    assert created.created and created.order_number is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "hello",
+        {"say": "hello"},
+        {"ticket": "42"},
+        {"ticket": {"id": "forty-two"}},
+        {"ticket": {"id": 1, "fields": ["a"]}},
+        {"ticket": {"id": 1, "fields": {"5": {"nested": 1}}}},
+        {"ticket": {"id": 1}, "event": "ticket.deleted"},
+        {"type": "zen:event-type:ticket.created", "detail": "x"},
+        {"ticket": {"id": 1, "fields": {str(i): "x" for i in range(51)}}},
+    ],
+)
+def test_malformed_payloads_are_a_400(body: object) -> None:
+    with pytest.raises(BadRequest):
+        parse_event(json.loads(json.dumps(body)), order_field_id=None)
