@@ -394,6 +394,21 @@ class Settings(BaseSettings):
     zendesk_frame_ancestors: tuple[str, ...] = Field(
         default=(), description="origins allowed to frame the sidebar besides the account's"
     )
+    # -- Zendesk API (outbound sync) ----------------------------------------------------------
+    zendesk_api_email: str | None = Field(
+        default=None, description="agent email the API token belongs to"
+    )
+    zendesk_api_token: SecretStr | None = Field(default=None, description="Zendesk API token")
+    zendesk_oauth_token: SecretStr | None = Field(
+        default=None, description="OAuth access token (instead of an API token)"
+    )
+    zendesk_api_url: str | None = Field(
+        default=None, description="overrides https://{subdomain}.zendesk.com (the fake, a proxy)"
+    )
+    zendesk_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per call")
+    zendesk_fallback_backoff: float = Field(
+        default=60.0, gt=0, le=3600, description="wait after a 429 without Retry-After, seconds"
+    )
 
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
@@ -419,7 +434,9 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 24 characters")
         return value
 
-    @field_validator("ct_api_url", "ct_auth_url", "merchant_center_url", "public_url")
+    @field_validator(
+        "ct_api_url", "ct_auth_url", "merchant_center_url", "public_url", "zendesk_api_url"
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
@@ -495,6 +512,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _zendesk_api(self) -> Settings:
+        p = ENV_PREFIX
+        if (self.zendesk_api_email is None) != (self.zendesk_api_token is None):
+            raise ValueError(f"set both {p}ZENDESK_API_EMAIL and {p}ZENDESK_API_TOKEN, or neither")
+        if self.zendesk_api_token is not None and self.zendesk_oauth_token is not None:
+            raise ValueError(
+                f"set {p}ZENDESK_API_TOKEN or {p}ZENDESK_OAUTH_TOKEN, not both (one credential)"
+            )
+        has_credential = self.zendesk_api_token is not None or self.zendesk_oauth_token is not None
+        if has_credential and self.zendesk_subdomain is None and self.zendesk_api_url is None:
+            raise ValueError(
+                f"Zendesk API credentials are set but neither {p}ZENDESK_SUBDOMAIN nor "
+                f"{p}ZENDESK_API_URL says which account to call"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _resolve(self) -> Settings:
         if self.ct_region is None and not (self.ct_api_url and self.ct_auth_url):
             raise ValueError(
@@ -524,6 +558,20 @@ class Settings(BaseSettings):
         """Who may embed the sidebar: the Zendesk account, plus any configured origins."""
         own = (f"https://{self.zendesk_subdomain}.zendesk.com",) if self.zendesk_subdomain else ()
         return own + self.zendesk_frame_ancestors
+
+    @property
+    def zendesk_api_enabled(self) -> bool:
+        """True when the outbound Zendesk API client has an account and a credential."""
+        has_account = self.zendesk_api_url is not None or self.zendesk_subdomain is not None
+        has_credential = self.zendesk_api_token is not None or self.zendesk_oauth_token is not None
+        return has_account and has_credential
+
+    @property
+    def zendesk_api_base(self) -> str:
+        """Base URL of the Zendesk REST API (without /api/v2)."""
+        if self.zendesk_api_url:
+            return self.zendesk_api_url
+        return f"https://{self.zendesk_subdomain}.zendesk.com"
 
     @property
     def api_url(self) -> str:
