@@ -29,11 +29,13 @@ __all__ = [
     "Document",
     "Read",
     "active_cart",
+    "active_carts_by_email",
     "by_ids",
     "compose",
     "customer_by_id",
     "customer_orders",
     "customers_by_email",
+    "email_spellings",
     "guest_orders",
     "order_by_id",
     "order_by_number",
@@ -203,12 +205,8 @@ def guest_orders(
     store: str | None = None,
     key: str = "guest_orders",
 ) -> Read:
-    # Orders keep the address as the shopper typed it and have no lowercase predicate, so
-    # match both the spelling we were given and its lowercase form.
-    spellings = dict.fromkeys((email.strip(), normalise_email(email)))
     where = (
-        f"customerEmail in ({', '.join(_quote(s) for s in spellings)})"
-        " and customerId is not defined"
+        f"customerEmail in ({_quoted_list(email_spellings([email]))}) and customerId is not defined"
     )
     return _query(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
@@ -226,10 +224,7 @@ def orders_by_email(
     """Orders placed with any of the addresses, registered or guest, newest first."""
     if not emails:
         raise ConfigError("orders_by_email() needs at least one address")
-    # Orders keep the address as the shopper typed it and have no lowercase predicate, so
-    # match each spelling we were given and its lowercase form.
-    spellings = dict.fromkeys(s for e in emails for s in (e.strip(), normalise_email(e)))
-    where = f"customerEmail in ({', '.join(_quote(s) for s in spellings)})"
+    where = f"customerEmail in ({_quoted_list(email_spellings(emails))})"
     return _query(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
     )
@@ -248,12 +243,38 @@ def active_cart(
     )
 
 
+def active_carts_by_email(
+    emails: Sequence[str],
+    views: Sequence[View],
+    *,
+    limit: int = 1,
+    store: str | None = None,
+    key: str = "email_carts",
+) -> Read:
+    """The most recently changed active carts with any of the addresses (registered or guest)."""
+    if not emails:
+        raise ConfigError("active_carts_by_email() needs at least one address")
+    where = f'cartState = "Active" and customerEmail in ({_quoted_list(email_spellings(emails))})'
+    return _query(
+        key, "carts", "Cart", where, views, limit=limit, store=store, sort="lastModifiedAt desc"
+    )
+
+
 def stores(views: Sequence[View], *, limit: int = 100, key: str = "stores") -> Read:
     return Read(key, "stores", "Store", (Arg("limit", "Int", limit),), tuple(views), many=True)
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+def email_spellings(emails: Sequence[str]) -> list[str]:
+    """The spellings of addresses that orders and carts can be queried by.
+
+    Orders and carts keep `customerEmail` as typed at checkout and offer no case-insensitive
+    predicate (customers have `lowercaseEmail`; orders and carts do not), so each address is
+    matched as given and in lower case; any other letter case is not found this way."""
+    return list(dict.fromkeys(s for e in emails for s in (e.strip(), normalise_email(e))))
 
 
 def _query(
@@ -271,6 +292,10 @@ def _query(
     if sort:
         args.append(Arg("sort", "[String!]", [sort]))
     return Read(key, root, type_, tuple(args), tuple(views), many=True, store=store)
+
+
+def _quoted_list(values: Sequence[str]) -> str:
+    return ", ".join(_quote(v) for v in values)
 
 
 def _quote(value: str) -> str:

@@ -1,4 +1,4 @@
-"""From a ticket to the right customer and order.
+"""From a ticket to the right customer, their orders and their active cart.
 
 Stable keys, strongest first:
 
@@ -6,21 +6,46 @@ Stable keys, strongest first:
    mapped custom field: that order, and its customer;
 2. the requester's `external_id`, taken as a commercetools customer id;
 3. the requester's email addresses (all identities): customers by `lowercaseEmail`, and orders
-   placed with those addresses, including guest orders (no customer).
+   and active carts placed with those addresses, including guest ones (no customer).
 
-De-duplication, when one address matches several customers (store-scoped customers share an
-address across stores): the customer of the brand's store wins; then the one with the most
-recent order; then the earliest created. The others are reported so the panel can say they
-exist. One shopper behind several Zendesk users needs nothing special: each ticket resolves
-from its own requester's keys to the same commercetools records.
+Orders: a customer's orders are read by `customerId` whenever the id is known when the request
+is planned (the external id), and by `customerEmail` otherwise. Orders keep the address as typed
+at checkout and have no case-insensitive predicate, so an address is queried in two spellings:
+as the ticket has it and in lower case (`queries.email_spellings`). When a customer found by
+email has none of the orders so found (their orders carry another spelling, say the account's
+own `Mixed.Case@Example.com`), or the email read came back full, a follow-up request reads that
+customer's orders by `customerId`. Guest orders (no customer) are found only by those two
+spellings.
 
-Store scoping: the ticket's brand maps to a store key (the mapping file). Orders of other
-stores are left out of the list and counted; an order named explicitly in the ticket is shown
-even if it belongs to another store, with a note saying so.
+De-duplication, when the requester's addresses match several customers (store-scoped customers
+share an address across stores): the customer of the brand's store wins; then the one with the
+most recent order; then the earliest created. `chosen_reason` says which rule decided
+(`order`, `external_id`, `only_account`, `store`, `recent_order`, `earliest_account`);
+`other_customers` are the accounts that share the chosen one's address; accounts under the
+requester's other addresses are only counted (a note). One shopper behind several Zendesk
+users needs nothing special: each ticket resolves from its own keys to the same records.
 
-Everything is read in one GraphQL document; a second request is made only when the order to
-detail is not among the first answer's (an ambiguous address whose newest order belongs to
-another customer).
+Store scoping: the ticket's brand maps to a store key (the mapping file). Orders of other stores
+are left out of the list, and those of this shopper are listed in `hidden_orders` (summaries) so
+the panel can offer to show one: showing it sends its `order_id`, the strongest key, and the
+order is then shown with a note saying which store it belongs to. The active cart is read in the
+brand's store only. A brand mapped to no store (while stores are configured) sees all stores,
+with a note.
+
+What the panels read from a `Resolution` (all entities already policy-masked):
+
+* `customer`, `orders` (newest first, at most `RECENT_ORDERS`), `order` (the one in detail),
+  `cart` (the active cart: `totalLineItemQuantity`, `totalPrice`, `lastModifiedAt`, `storeRef`,
+  `lineItems` with name, SKU, quantity and total; see `views.CART`), or None;
+* `matched_by` (which key found the shopper) and `chosen_reason` (why this customer);
+* `other_customers` (same address, not shown), `hidden_orders` (this shopper's orders of other
+  stores), `orders_elsewhere` (how many orders were left out, other stores or other accounts);
+* `notes`: `Note(code, params, text)`, where `text` is the English sentence and `code` a stable
+  key for translations (`note.<code>`, formatted with `params`); see `NOTE_CODES`.
+
+Everything is read in one GraphQL document. A second request is made only when a customer found
+by email needs their orders read by id (above), or when the order to detail is not in the
+answer (an ambiguous address whose newest order belongs to another customer).
 """
 
 from __future__ import annotations
@@ -29,7 +54,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -37,14 +62,71 @@ from . import queries, views
 from .cache import Reader
 from .exceptions import BadRequest
 
-__all__ = ["Resolution", "TicketContext", "plan", "resolve", "resolve_answer"]
+__all__ = [
+    "NOTE_CODES",
+    "Note",
+    "Resolution",
+    "TicketContext",
+    "plan",
+    "resolve",
+    "resolve_answer",
+]
 
 Entity = dict[str, Any]
 MatchedBy = Literal["order", "external_id", "email", "guest_email"]
+ChosenReason = Literal[
+    "order", "external_id", "only_account", "store", "recent_order", "earliest_account"
+]
 MAX_EMAILS = 5
 RECENT_ORDERS = 10
+EMAIL_ORDERS = 2 * RECENT_ORDERS  # orders read by address: several accounts and guests share it
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
+
+# The English sentence of each note; `{name}` placeholders are the note's params.
+NOTE_CODES: Final[dict[str, str]] = {
+    "order_not_found": "No order {number} was found.",
+    "order_other_store": "Order {number} belongs to store {store}, not to this brand's store "
+    "{brand_store}.",
+    "other_store_external_id": "This customer (the requester's external id) belongs to store "
+    "{stores}, not to this brand's store {brand_store}.",
+    "no_store_mapping": "Zendesk brand {brand} is not mapped to a store: orders and carts of "
+    "all stores are shown.",
+    "chosen_by_order": "Showing the customer of order {number}, named in the ticket; {count} "
+    "other customer account(s) use the same address ({stores}).",
+    "chosen_by_external_id": "Showing the customer of the requester's external id; {count} "
+    "other customer account(s) use the same address ({stores}).",
+    "chosen_by_store": "{count} other customer account(s) use this address ({stores}). "
+    "Showing the account of this brand's store {brand_store}.",
+    "chosen_by_recent_order": "{count} other customer account(s) use this address ({stores}). "
+    "Showing the account with the most recent order.",
+    "chosen_by_earliest_account": "{count} other customer account(s) use this address ({stores}). "
+    "Showing the earliest created account: none of them has an order.",
+    "accounts_other_address": "{count} other account(s) use the requester's other email "
+    "address(es) and are not shown.",
+    "orders_hidden": "{count} order(s) of other stores are not shown.",
+    "orders_other_accounts": "{count} order(s) of other customer accounts are not shown.",
+}
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the agent should know about this resolution, in words and as a stable key.
+
+    `text` is the English sentence; `code` (see `NOTE_CODES`) and `params` let the panel say it
+    in the agent's language. `str(note)` is the English text."""
+
+    code: str
+    params: Mapping[str, str | int]
+    text: str
+
+    @classmethod
+    def of(cls, code: str, **params: str | int) -> Note:
+        return cls(code, dict(params), NOTE_CODES[code].format(**params))
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class TicketContext(BaseModel):
@@ -58,6 +140,7 @@ class TicketContext(BaseModel):
     order_number: str | None = Field(default=None, max_length=256)
     order_id: str | None = Field(default=None, max_length=64)
     brand_id: int | None = Field(default=None, ge=0)
+    ui_locale: str | None = Field(default=None, max_length=35)  # the agent's Zendesk locale
     refresh: bool = False
 
     @field_validator("emails", mode="before")
@@ -84,6 +167,14 @@ class TicketContext(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("ui_locale", mode="before")
+    @classmethod
+    def _ui_locale(cls, value: object) -> object:
+        # Only chooses the panel's language: anything odd falls back to English, not a 400.
+        if isinstance(value, str) and _LOCALE.match(value.strip()):
+            return value.strip()
+        return None
 
     @field_validator("order_id")
     @classmethod
@@ -119,23 +210,33 @@ class TicketContext(BaseModel):
 
 @dataclass
 class Resolution:
-    """What the panels show for one ticket: entities are already policy-masked."""
+    """What the panels show for one ticket: entities are already policy-masked.
+
+    See the module docstring for what each attribute means."""
 
     context: TicketContext
     store: str | None
     matched_by: MatchedBy | None = None
+    chosen_reason: ChosenReason | None = None
     customer: Entity | None = None
-    other_customers: list[Entity] = field(default_factory=list)
+    other_customers: list[Entity] = field(default_factory=list)  # same address as `customer`
     orders: list[Entity] = field(default_factory=list)
+    hidden_orders: list[Entity] = field(default_factory=list)  # this shopper's, other stores
     orders_elsewhere: int = 0  # orders of other stores or other customers, left out
     order: Entity | None = None
-    notes: list[str] = field(default_factory=list)
+    cart: Entity | None = None
+    notes: list[Note] = field(default_factory=list)
     as_of: float | None = None  # set when served from cache during an upstream outage
     fingerprint: tuple[bytes, ...] | None = None  # the cached entries it was built from, if any
 
     @property
     def empty(self) -> bool:
-        return self.customer is None and not self.orders and self.order is None
+        return (
+            self.customer is None and not self.orders and self.order is None and self.cart is None
+        )
+
+    def note(self, code: str, **params: str | int) -> None:
+        self.notes.append(Note.of(code, **params))
 
 
 def detail_views(custom_fields: Sequence[str]) -> list[views.View]:
@@ -149,64 +250,130 @@ def detail_views(custom_fields: Sequence[str]) -> list[views.View]:
     ]
 
 
-def plan(context: TicketContext, custom_fields: Sequence[str]) -> list[queries.Read]:
-    """The reads for a ticket: all of them go upstream as one document."""
+def plan(
+    context: TicketContext, custom_fields: Sequence[str], store: str | None = None
+) -> list[queries.Read]:
+    """The reads for a ticket: all of them go upstream as one document.
+
+    `store` (the brand's store) scopes the active-cart reads; orders and customers are read
+    across stores and filtered here, so the panel can say what it left out."""
     keys = (context.emails, context.external_id, context.order_number, context.order_id)
-    return list(_plan(keys, tuple(custom_fields)))
+    return list(_plan(keys, tuple(custom_fields), store))
 
 
 @lru_cache(maxsize=4096)
 def _plan(
     keys: tuple[tuple[str, ...], str | None, str | None, str | None],
     custom_fields: tuple[str, ...],
+    store: str | None,
 ) -> tuple[queries.Read, ...]:
     # The same ticket is viewed again and again: its reads (and their digests) are reused.
-    context = TicketContext(
-        emails=keys[0], external_id=keys[1], order_number=keys[2], order_id=keys[3]
-    )
+    emails, external_id, order_number, order_id = keys
     full = detail_views(custom_fields)
     reads: list[queries.Read] = []
-    explicit = context.order_id or context.order_number
+    explicit = order_id or order_number
     if explicit:
         with_customer = [*full, views.ORDER_CUSTOMER]
-        if context.order_id or _UUID.match(explicit):
+        if order_id or _UUID.match(explicit):
             reads.append(queries.order_by_id(explicit, with_customer, key="order"))
         else:
             reads.append(queries.order_by_number(explicit, with_customer, key="order"))
-    if context.external_id:
-        reads.append(queries.customer_by_id(context.external_id, [views.CUSTOMER], key="xc"))
+    if external_id:
+        reads.append(queries.customer_by_id(external_id, [views.CUSTOMER], key="xc"))
         reads.append(
             queries.customer_orders(
-                context.external_id, [views.ORDER_SUMMARY], limit=RECENT_ORDERS, key="xo"
+                external_id, [views.ORDER_SUMMARY], limit=RECENT_ORDERS, key="xo"
             )
         )
         if not explicit:
-            reads.append(queries.customer_orders(context.external_id, full, limit=1, key="xl"))
-    if context.emails:
-        for index, email in enumerate(context.emails):
+            reads.append(queries.customer_orders(external_id, full, limit=1, key="xl"))
+        reads.append(queries.active_cart(external_id, [views.CART], store=store, key="xk"))
+    if emails:
+        for index, email in enumerate(emails):
             reads.append(queries.customers_by_email(email, [views.CUSTOMER], key=f"e{index}"))
         reads.append(
-            queries.orders_by_email(
-                context.emails, [views.ORDER_SUMMARY], limit=2 * RECENT_ORDERS, key="eo"
-            )
+            queries.orders_by_email(emails, [views.ORDER_SUMMARY], limit=EMAIL_ORDERS, key="eo")
         )
         if not explicit:
-            reads.append(queries.orders_by_email(context.emails, full, limit=1, key="el"))
+            reads.append(queries.orders_by_email(emails, full, limit=1, key="el"))
+        reads.append(queries.active_carts_by_email(emails, [views.CART], store=store, key="ek"))
     return tuple(reads)
 
 
-def resolve_answer(
-    context: TicketContext, store: str | None, found: Mapping[str, Any]
-) -> tuple[Resolution, str | None]:
-    """Choose customer and orders from the answer to `plan()`.
+def follow_up(
+    customer_id: str, custom_fields: Sequence[str], store: str | None, *, detail: bool, cart: bool
+) -> list[queries.Read]:
+    """The reads of a customer found by email, by id: their orders (and the newest in detail,
+    and their active cart, when the first answer had none)."""
+    reads = [
+        queries.customer_orders(customer_id, [views.ORDER_SUMMARY], limit=RECENT_ORDERS, key="co")
+    ]
+    if detail:
+        reads.append(
+            queries.customer_orders(customer_id, detail_views(custom_fields), limit=1, key="cl")
+        )
+    if cart:
+        reads.append(queries.active_cart(customer_id, [views.CART], store=store, key="ck"))
+    return reads
 
-    Returns the resolution and, when the order to detail was not in the answer, its id (the
-    caller fetches it and sets `resolution.order`).
-    """
+
+def resolve_answer(
+    context: TicketContext,
+    store: str | None,
+    found: Mapping[str, Any],
+    *,
+    custom_fields: Sequence[str] = (),
+    stores_configured: bool = False,
+) -> tuple[Resolution, list[queries.Read] | None]:
+    """Choose customer, orders and cart from the answer to `plan()` (and to follow-ups).
+
+    Returns the resolution and, when the answer is not enough, the reads of a follow-up request;
+    the caller fetches them, merges their answer into `found` and calls this again."""
     result = Resolution(context=context, store=store)
+    if stores_configured and store is None and context.brand_id is not None:
+        result.note("no_store_mapping", brand=context.brand_id)
+    _choose(result, found)
+    customer_id = result.customer["id"] if result.customer else None
+    if (
+        customer_id is not None
+        and context.emails
+        and "co" not in found
+        and customer_id != context.external_id
+        and _orders_by_email_may_be_incomplete(customer_id, found)
+    ):
+        wanted_cart = _pick_cart(result, found) is None
+        return result, follow_up(
+            customer_id,
+            custom_fields,
+            store,
+            detail=not (context.order_id or context.order_number),
+            cart=wanted_cart,
+        )
+
+    _collect_orders(result, found)
+    result.cart = _pick_cart(result, found)
+    if result.order is None and result.orders:
+        wanted = result.orders[0]["id"]
+        for key in ("od", "cl", "xl", "el"):
+            latest = found.get(key)
+            latest = latest[0] if isinstance(latest, list) and latest else latest
+            if latest and latest.get("id") == wanted:
+                result.order = latest
+                break
+        else:
+            if "od" not in found:
+                detail = queries.order_by_id(wanted, detail_views(custom_fields), key="od")
+                return result, [detail]
+    return result, None
+
+
+def _choose(result: Resolution, found: Mapping[str, Any]) -> None:
+    """The customer: the explicit order's, else the external id's, else by email (deduplicated)."""
+    context, store = result.context, result.store
     explicit: Entity | None = found.get("order")
     by_id: Entity | None = found.get("xc")
-    email_customers = _unique(c for i in range(len(context.emails)) for c in found.get(f"e{i}", []))
+    by_address = [found.get(f"e{i}") or [] for i in range(len(context.emails))]
+    email_customers = _unique(c for customers in by_address for c in customers)
 
     if explicit is not None:
         # The answer may be shared by concurrent views (one flight): never change it.
@@ -214,41 +381,51 @@ def resolve_answer(
         result.matched_by = "order"
         result.order = explicit
         result.customer = explicit.pop("customer", None)
-        order_store = (explicit.get("storeRef") or {}).get("key")
+        if result.customer is not None:
+            result.chosen_reason = "order"
+        order_store = _store_of(explicit)
         if store and order_store and order_store != store:
-            result.notes.append(
-                f"Order {explicit.get('orderNumber')} belongs to store {order_store}, "
-                f"not to this brand's store {store}."
+            result.note(
+                "order_other_store", number=_number(explicit), store=order_store, brand_store=store
             )
     elif context.order_id or context.order_number:
-        result.notes.append(f"No order {context.order_number or context.order_id} was found.")
+        result.note("order_not_found", number=str(context.order_number or context.order_id))
 
     if result.customer is None and by_id is not None:
         result.matched_by = result.matched_by or "external_id"
+        result.chosen_reason = "external_id"
         result.customer = by_id
+        stores = [s.get("key") for s in by_id.get("storesRef") or []]
+        if store and stores and store not in stores:
+            result.note(
+                "other_store_external_id",
+                stores=", ".join(str(s) for s in stores),
+                brand_store=store,
+            )
     if result.customer is None and email_customers:
-        chosen, others = choose_customer(email_customers, store, found.get("eo", []))
+        chosen, reason = choose_customer(email_customers, store, found.get("eo") or [])
         result.matched_by = result.matched_by or "email"
+        result.chosen_reason = reason
         result.customer = chosen
-        result.other_customers = others
-    elif result.customer is not None:
-        result.other_customers = [c for c in email_customers if c["id"] != result.customer["id"]]
+    _others(result, by_address, email_customers)
 
-    _collect_orders(result, found)
-    if result.order is None:
-        latest = (found.get("xl") or []) if by_id is not None else (found.get("el") or [])
-        wanted = result.orders[0]["id"] if result.orders else None
-        if latest and latest[0]["id"] == wanted:
-            result.order = latest[0]
-        elif wanted is not None:
-            return result, wanted
-    return result, None
+
+def _orders_by_email_may_be_incomplete(customer_id: str, found: Mapping[str, Any]) -> bool:
+    """Whether a customer found by email needs their orders read by id.
+
+    Their orders carry the address as typed at checkout; when none of the orders found by the
+    queried spellings is theirs, their orders (if any) carry another spelling. A full answer may
+    have crowded theirs out."""
+    by_email = found.get("eo") or []
+    if len(by_email) >= EMAIL_ORDERS:
+        return True
+    return not any(o.get("customerId") == customer_id for o in by_email)
 
 
 def choose_customer(
     customers: list[Entity], store: str | None, orders: Sequence[Entity]
-) -> tuple[Entity, list[Entity]]:
-    """The documented de-duplication rule; returns the chosen customer and the others."""
+) -> tuple[Entity, ChosenReason]:
+    """The documented de-duplication rule: the chosen customer and the rule that decided."""
     last_order: dict[str, str] = {}
     for order in orders:
         owner = order.get("customerId")
@@ -260,35 +437,117 @@ def choose_customer(
             s.get("key") == store for s in customer.get("storesRef") or []
         )
 
-    ranked = sorted(
-        customers,
-        key=lambda c: (
+    def rank(c: Entity) -> tuple[bool, _Descending, str, str]:
+        return (
             not in_store(c),
             _descending(last_order.get(c["id"], "")),
             c.get("createdAt", ""),
             c["id"],
-        ),
-    )
-    return ranked[0], ranked[1:]
+        )
+
+    ranked = sorted(customers, key=rank)
+    if len(ranked) == 1:
+        return ranked[0], "only_account"
+    first, second = rank(ranked[0]), rank(ranked[1])
+    reason: ChosenReason
+    if first[0] != second[0]:
+        reason = "store"
+    elif first[1] != second[1]:
+        reason = "recent_order"
+    else:
+        reason = "earliest_account"
+    return ranked[0], reason
+
+
+def _others(
+    result: Resolution, by_address: Sequence[Sequence[Entity]], email_customers: list[Entity]
+) -> None:
+    """Accounts sharing the chosen one's address, and a count of those under other addresses."""
+    chosen = result.customer
+    if chosen is None:
+        return
+    same: list[Entity] = []
+    for customers in by_address:
+        if any(c["id"] == chosen["id"] for c in customers):
+            same = [c for c in customers if c["id"] != chosen["id"]]
+            break
+    result.other_customers = same
+    shared = {c["id"] for c in same} | {chosen["id"]}
+    elsewhere = [c for c in email_customers if c["id"] not in shared]
+    if same:
+        stores = "; ".join(
+            ", ".join(str(s.get("key")) for s in c.get("storesRef") or []) or "all stores"
+            for c in same
+        )
+        params: dict[str, str | int] = {"count": len(same), "stores": stores}
+        reason = result.chosen_reason
+        if reason == "order" and result.order is not None:
+            params["number"] = _number(result.order)
+        if reason == "store":
+            params["brand_store"] = str(result.store)
+        if reason in ("order", "external_id", "store", "recent_order", "earliest_account"):
+            result.note(f"chosen_by_{reason}", **params)
+    if elsewhere:
+        result.note("accounts_other_address", count=len(elsewhere))
 
 
 def _collect_orders(result: Resolution, found: Mapping[str, Any]) -> None:
     customer_id = result.customer["id"] if result.customer else None
-    candidates = _unique([*(found.get("xo") or []), *(found.get("eo") or [])])
+    candidates = _unique(
+        [*(found.get("xo") or []), *(found.get("co") or []), *(found.get("eo") or [])]
+    )
     kept: list[Entity] = []
+    hidden: list[Entity] = []
+    other_accounts = 0
     for order in candidates:
         owner = order.get("customerId")
         mine = owner is None or owner == customer_id
-        order_store = (order.get("storeRef") or {}).get("key")
+        order_store = _store_of(order)
         here = result.store is None or order_store in (None, result.store)
         if mine and here:
             kept.append(order)
+        elif mine:
+            hidden.append(order)
         else:
-            result.orders_elsewhere += 1
+            other_accounts += 1
     kept.sort(key=lambda o: o.get("createdAt", ""), reverse=True)
+    hidden.sort(key=lambda o: o.get("createdAt", ""), reverse=True)
     result.orders = kept[:RECENT_ORDERS]
+    shown = result.order["id"] if result.order else None
+    result.hidden_orders = [o for o in hidden if o["id"] != shown][:RECENT_ORDERS]
+    result.orders_elsewhere = len(hidden) + other_accounts
+    if hidden:
+        result.note("orders_hidden", count=len(hidden))
+    if other_accounts:
+        result.note("orders_other_accounts", count=other_accounts)
     if result.customer is None and result.orders:
         result.matched_by = result.matched_by or "guest_email"
+
+
+def _pick_cart(result: Resolution, found: Mapping[str, Any]) -> Entity | None:
+    """The shopper's most recently changed active cart among those read (already in-store)."""
+    customer_id = result.customer["id"] if result.customer else None
+    candidates: list[Entity] = []
+    for key in ("xk", "ck", "ek"):
+        value = found.get(key)
+        for cart in value if isinstance(value, list) else [value]:
+            if not cart or cart.get("cartState", "Active") != "Active":
+                continue
+            owner = cart.get("customerId")
+            if owner is None or owner == customer_id:
+                candidates.append(cart)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c.get("lastModifiedAt") or "", c["id"]))
+
+
+def _store_of(entity: Mapping[str, Any]) -> str | None:
+    key = (entity.get("storeRef") or {}).get("key")
+    return str(key) if key else None
+
+
+def _number(order: Mapping[str, Any]) -> str:
+    return str(order.get("orderNumber") or order.get("id"))
 
 
 def _unique(entities: Any) -> list[Entity]:
@@ -309,37 +568,45 @@ def _descending(value: str) -> _Descending:
     return _Descending(value)
 
 
+MAX_FOLLOW_UPS = 2
+
+
 async def resolve(
     context: TicketContext,
     *,
     reader: Reader,
     store: str | None,
     custom_fields: Sequence[str],
+    stores_configured: bool = False,
 ) -> Resolution:
     """Read (through the cache), and resolve a ticket.
 
-    Cold: one upstream request; warm: none; changed: at most two. A third is made only in the
-    ambiguous case where the order to detail was not part of the first answer.
-    """
-    reads = plan(context, custom_fields)
+    Cold: one upstream request; warm: none; changed: at most two. Follow-ups (a customer found
+    by email whose orders must be read by id; the order to detail missing from the answer) cost
+    one request each, at most two, and are cached like the first."""
+    reads = plan(context, custom_fields, store)
     if not reads:
-        return Resolution(context=context, store=store)
+        resolution = Resolution(context=context, store=store)
+        if stores_configured and store is None and context.brand_id is not None:
+            resolution.note("no_store_mapping", brand=context.brand_id)
+        return resolution
     answer = await reader.fetch(reads, refresh=context.refresh, name="TicketView")
-    resolution, missing_order = resolve_answer(context, store, answer.found)
-    resolution.as_of = answer.as_of
-    resolution.fingerprint = answer.fingerprint
-    if missing_order is not None:
-        detail = await reader.fetch(
-            [queries.order_by_id(missing_order, detail_views(custom_fields), key="order")],
-            refresh=context.refresh,
-            name="OrderDetail",
+    found: dict[str, Any] = dict(answer.found)
+    as_of, fingerprint = answer.as_of, answer.fingerprint
+    resolution, more = resolve_answer(
+        context, store, found, custom_fields=custom_fields, stores_configured=stores_configured
+    )
+    for _ in range(MAX_FOLLOW_UPS):
+        if more is None:
+            break
+        extra = await reader.fetch(more, refresh=context.refresh, name="TicketFollowUp")
+        found.update(extra.found)
+        fingerprint = fingerprint + extra.fingerprint if fingerprint and extra.fingerprint else None
+        if extra.as_of is not None:
+            as_of = min(extra.as_of, as_of or extra.as_of)
+        resolution, more = resolve_answer(
+            context, store, found, custom_fields=custom_fields, stores_configured=stores_configured
         )
-        resolution.order = detail.found["order"]
-        resolution.fingerprint = (
-            answer.fingerprint + detail.fingerprint
-            if answer.fingerprint and detail.fingerprint
-            else None
-        )
-        if detail.as_of is not None:
-            resolution.as_of = min(detail.as_of, resolution.as_of or detail.as_of)
+    resolution.as_of = as_of
+    resolution.fingerprint = fingerprint
     return resolution
