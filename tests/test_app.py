@@ -115,3 +115,47 @@ async def test_readyz_when_redis_is_down() -> None:
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["commercetools"] == "ok" and "redis is unavailable" in checks["cache"]
+
+
+EVENTS_SECRET = "events-secret-for-tests-0123456789"
+
+
+def payment_event(event_id: str = "m-1") -> dict[str, Any]:
+    return {
+        "notificationType": "Message",
+        "id": event_id,
+        "type": "PaymentTransactionAdded",
+        "resource": {"typeId": "payment", "id": "pay-1"},
+        "resourceVersion": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [
+        (
+            httpx.Response(400, json={"errors": [{"code": "InvalidInput", "message": "x"}]}),
+            502,
+            "upstream_rejected",
+        ),
+        (httpx.Response(200, text="<html>upstream internals</html>"), 502, "upstream_error"),
+        (httpx.Response(503, text="overloaded"), 503, "upstream_unavailable"),
+    ],
+)
+async def test_5xx_answers_say_nothing_the_upstream_said(
+    answer: httpx.Response, status: int, code: str
+) -> None:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(Upstream(answer)))
+    settings = make_settings(ct_max_retries=0, events_secret=EVENTS_SECRET)
+    async with app_client(create_app(settings, http=http)) as client:
+        response = await client.post(
+            "/commercetools/events",
+            json=payment_event(),
+            headers={"Authorization": f"Bearer {EVENTS_SECRET}"},
+        )
+    error = assert_error_shape(response, status, code)
+    for upstream_text in ("InvalidInput", "HTTP", "not JSON", "upstream internals"):
+        assert upstream_text not in error["message"]
+    assert error["correlation_id"]  # the reference an operator finds the log line by
+    if status == 503:
+        assert int(response.headers["retry-after"]) >= 1

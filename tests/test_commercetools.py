@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from commerce_context import correlation, queries, views
-from commerce_context.commercetools import CommercetoolsClient
+from commerce_context.commercetools import CommercetoolsClient, budget
 from commerce_context.exceptions import (
     ConcurrentModification,
     UpstreamAuthError,
@@ -220,6 +220,35 @@ async def test_retry_after_is_honoured() -> None:
     client = client_for(upstream, sleeps)
     await client.fetch(order_document())
     assert sleeps.calls == [0.5]
+
+
+@pytest.mark.parametrize("header", ["0", "-3", "Wed, 21 Oct 2015 07:28:00 GMT", "nan"])
+async def test_a_retry_after_of_zero_or_in_the_past_keeps_the_backoff(header: str) -> None:
+    upstream = Upstream(*[httpx.Response(503, headers={"Retry-After": header})] * 3, graphql_ok())
+    sleeps = Sleeps()
+    # A base so large that even the smallest jittered backoff is clearly above zero.
+    client = client_for(upstream, sleeps, ct_backoff_base=1.0, ct_backoff_max=1.0)
+    await client.fetch(order_document())
+    assert len(sleeps.calls) == 3
+    assert all(s > 0 for s in sleeps.calls)
+
+
+async def test_no_backoff_is_slept_past_the_budget() -> None:
+    upstream = Upstream(*[httpx.Response(503, headers={"Retry-After": "1"})] * 5)
+    sleeps = Sleeps()
+    client = client_for(upstream, sleeps, ct_max_retries=4)
+    with budget(0.5), pytest.raises(UpstreamUnavailable):
+        await client.fetch(order_document())
+    assert sleeps.calls == []  # waiting 1 s would end past the 0.5 s budget
+    assert len(upstream.requests) == 1
+
+
+async def test_no_attempt_starts_once_the_budget_is_spent() -> None:
+    upstream = Upstream()
+    client = client_for(upstream)
+    with budget(0.0), pytest.raises(UpstreamUnavailable):
+        await client.fetch(order_document())
+    assert upstream.requests == [] and upstream.token_requests == []
 
 
 async def test_a_long_retry_after_is_raised_for_the_caller_to_defer() -> None:

@@ -90,6 +90,7 @@ def create_app(
                 breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
                 namespace=settings.ct_project_key,
             )
+            stack.push_async_callback(reader.close)
             if settings.messages_poll_interval > 0:
                 poller = MessagesPoller(
                     commercetools,

@@ -7,7 +7,8 @@ What is cached (all of it already masked by the field policy):
 * **read results** — which entity ids a read (an order number, a customer's recent orders, the
   customers of an address, ...) answered, keyed by the read and its store scope, under a
   *generation* that push events bump when lists may have changed (an order was created, an
-  address changed).
+  address changed). A result of an older generation is no longer fresh, but it is kept: while
+  commercetools is down, it is what the "as of" fallback serves.
 
 How a request is answered (`Reader.fetch`):
 
@@ -25,6 +26,7 @@ commercetools fails or the circuit breaker is open, whatever is cached is served
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -36,7 +38,7 @@ from typing import Any
 
 from . import queries, views
 from .breaker import CircuitBreaker
-from .commercetools import CommercetoolsClient
+from .commercetools import CommercetoolsClient, remaining
 from .exceptions import CacheUnavailable, UpstreamUnavailable
 from .lru import LRU
 from .policy import Policy
@@ -55,6 +57,8 @@ NESTED_VERSION = {
     "Order": views.View("order_customer_version", "Order", "customer { id version lastModifiedAt }")
 }
 GENERATION = "generation"
+NOT_ANSWERING = "commercetools is not answering, and nothing is cached for this ticket yet."
+LATE_RETRY_AFTER = 5.0  # seconds: a hung upstream rarely recovers faster
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class Reader:
         self._ns = _digest([namespace, sorted(policy.overrides.items())])[:10] + ":"
         self._lock_wait = lock_wait
         self._clock = clock
-        self._flights: dict[str, asyncio.Future[Answer]] = {}
+        self._flights: dict[str, asyncio.Task[Answer]] = {}
         self._decoded = _Decoded()
         self.upstream_requests = 0
 
@@ -124,36 +128,65 @@ class Reader:
     async def fetch(
         self, reads: Sequence[queries.Read], *, refresh: bool = False, name: str = "TicketView"
     ) -> Answer:
-        """The answer to `reads`, masked, from the cache where it can be."""
+        """The answer to `reads`, masked, from the cache where it can be.
+
+        Inside a time budget (`commercetools.budget`, a ticket view's) it answers by the
+        deadline: from the flight if it has landed, else from the cache however old (with
+        `as_of`), else `UpstreamUnavailable`. The flight goes on in the background, so the
+        cache still fills when commercetools answers late."""
+        if not refresh:
+            try:
+                answer = await self._from_cache(reads, refresh=False)
+            except CacheUnavailable:
+                answer = None  # the flight reads through
+            if answer is not None:
+                return answer
         key = "|".join(["flight", str(refresh), name, *(r.key + "=" + r.identity for r in reads)])
-        while (flight := self._flights.get(key)) is not None:
-            try:
-                return await asyncio.shield(flight)
-            except asyncio.CancelledError:
-                if not flight.cancelled():
-                    raise  # we were cancelled ourselves
-                # The view leading the flight went away (its client hung up): lead one anew.
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._flights[key] = future
+        flight = self._flights.get(key)
+        if flight is None:
+            # A task of its own: a view that stops waiting (budget spent, client gone) does
+            # not cancel the work the other views, and the cache, wait for.
+            flight = asyncio.create_task(self._fly(key, reads, refresh, name), name="cache-flight")
+            self._flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
         try:
-            try:
-                answer = await self._coordinated(key, reads, refresh, name)
-            except CacheUnavailable as exc:
-                # Better uncached than nothing: the panels still come, one request each.
-                logger.warning("cache unavailable, reading through: %s", exc.message)
-                answer = await self._uncached(reads, name)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            future.set_result(answer)
-            return answer
-        finally:
+            return await asyncio.wait_for(asyncio.shield(flight), remaining())
+        except TimeoutError:
+            return await self._late(reads)
+
+    async def _fly(
+        self, key: str, reads: Sequence[queries.Read], refresh: bool, name: str
+    ) -> Answer:
+        try:
+            return await self._coordinated(key, reads, refresh, name)
+        except CacheUnavailable as exc:
+            # Better uncached than nothing: the panels still come, one request each.
+            logger.warning("cache unavailable, reading through: %s", exc.message)
+            return await self._uncached(reads, name)
+
+    def _landed(self, key: str, flight: asyncio.Task[Answer]) -> None:
+        if self._flights.get(key) is flight:
             del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: the waiters (if any are left) re-raise it
+
+    async def _late(self, reads: Sequence[queries.Read]) -> Answer:
+        """The budget is spent and commercetools has not answered: the cache, however old."""
+        try:
+            snapshot = await self._snapshot(reads)
+        except CacheUnavailable:
+            snapshot = None
+        if snapshot is not None and snapshot.complete(reads, None, self._fresh):
+            logger.warning("commercetools is slow: serving cached entries")
+            return Answer(snapshot.assemble(reads), as_of=snapshot.oldest(reads))
+        raise UpstreamUnavailable(NOT_ANSWERING, retry_after=LATE_RETRY_AFTER)
+
+    async def close(self) -> None:
+        """Cancel the flights still under way (at shutdown: nobody waits for them)."""
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
 
     async def invalidate(self, kind: str, entity_id: str, version: int | None = None) -> bool:
         """Drop a cached entity unless the cache already holds `version` or newer."""
@@ -228,7 +261,7 @@ class Reader:
         snapshot = await self._snapshot(reads)
         try:
             if not snapshot.any_results():
-                return await self._cold(reads, name)
+                return await self._cold(reads, name, snapshot.generation)
             return await self._delta(reads, snapshot, name)
         except CacheUnavailable:
             raise
@@ -248,21 +281,21 @@ class Reader:
             snapshot.results[read.key] = _result(read, entities, self._clock())
         return Answer(snapshot.assemble(reads), upstream_requests=1)
 
-    async def _cold(self, reads: Sequence[queries.Read], name: str) -> Answer:
+    async def _cold(self, reads: Sequence[queries.Read], name: str, generation: int) -> Answer:
         document = queries.compose(reads, name)
         found = await self._upstream(document)
         now = self._clock()
         # Entities may be cached from other reads: merge rather than overwrite their views.
-        snapshot = _Snapshot({}, {}, self)
+        snapshot = _Snapshot({}, {}, self, generation)
         await snapshot.load_ids(self, _ids_in(reads, found))
         writes: dict[str, bytes] = {}
-        generation = await self._generation()
         for read in reads:
             entities = _entities(found.get(read.key))
             for entity in entities:
                 self._admit(read.type, entity, read.views, now, writes, snapshot)
-            snapshot.results[read.key] = _result(read, entities, now)
-            writes[self._read_key(read, generation)] = _pack(snapshot.results[read.key])
+            # The generation read before asking: lists changed meanwhile stay not fresh.
+            snapshot.results[read.key] = _result(read, entities, now, generation)
+            writes[self._read_key(read)] = _pack(snapshot.results[read.key])
         await self._store.set_many(writes, self._fresh.stale)
         # Assembled from the entries, so a cold answer is exactly what a warm one will be.
         return Answer(snapshot.assemble(reads), upstream_requests=1)
@@ -283,14 +316,14 @@ class Reader:
         found = await self._upstream(queries.compose(version_reads, name + "Versions"))
         requests = 1
         now = self._clock()
-        generation = await self._generation()
+        generation = snapshot.generation
         writes: dict[str, bytes] = {}
         needs: dict[str, dict[str, set[views.View]]] = {}  # type -> id -> views
         versions: dict[tuple[str, str], int] = {}
         results: dict[str, dict[str, Any]] = {}
         for read in reads:
-            results[read.key] = _result(read, _entities(found.get(read.key)), now)
-            writes[self._read_key(read, generation)] = _pack(results[read.key])
+            results[read.key] = _result(read, _entities(found.get(read.key)), now, generation)
+            writes[self._read_key(read)] = _pack(results[read.key])
         # New members of lists may be cached already (from other reads): load before planning.
         await snapshot.load_ids(self, _ids_in(reads, found))
         for read in reads:
@@ -402,13 +435,15 @@ class Reader:
 
     async def _snapshot(self, reads: Sequence[queries.Read]) -> _Snapshot:
         generation = await self._generation()
-        keys = [self._read_key(r, generation) for r in reads]
+        keys = [self._read_key(r) for r in reads]
         results = {
             r.key: value
             for r, value in zip(reads, await self._store.get_many(keys), strict=True)
             if value is not None
         }
-        snapshot = _Snapshot({k: self._decoded(v) for k, v in results.items()}, {}, self)
+        snapshot = _Snapshot(
+            {k: self._decoded(v) for k, v in results.items()}, {}, self, generation
+        )
         snapshot.raw.extend(results.values())
         wanted: dict[str, dict[str, set[views.View]]] = {}
         for read in reads:
@@ -431,8 +466,8 @@ class Reader:
     def _entity_key(self, kind: str, entity_id: str) -> str:
         return f"{self._ns}e:{kind}:{entity_id}"
 
-    def _read_key(self, read: queries.Read, generation: int) -> str:
-        return f"{self._ns}r:{generation}:{read.identity}"
+    def _read_key(self, read: queries.Read) -> str:
+        return f"{self._ns}r:{read.identity}"
 
     def _decode_entry(self, raw: bytes | None) -> _Entry | None:
         if raw is None:
@@ -455,6 +490,7 @@ class _Snapshot:
     results: dict[str, dict[str, Any]]
     entities: dict[tuple[str, str], _Entry]
     reader: Reader
+    generation: int = 0  # of the lists when the snapshot was taken
     raw: list[bytes] = field(default_factory=list)  # every entry as stored, for fingerprints
 
     def fingerprint(self) -> tuple[bytes, ...]:
@@ -483,7 +519,11 @@ class _Snapshot:
         """Every read and entity is cached with the views it needs (and fresh, unless now=None)."""
         for read in reads:
             result = self.results.get(read.key)
-            if result is None or (now is not None and now - result["t"] >= fresh.lists):
+            if result is None:
+                return False
+            if now is not None and (
+                now - result["t"] >= fresh.lists or result.get("g", 0) != self.generation
+            ):
                 return False
             for entity_id in self._ids(read, result):
                 if not self._entity_ok(read.type, entity_id, read.views, now, fresh):
@@ -559,10 +599,12 @@ class _Snapshot:
         return [ids] if ids else []
 
 
-def _result(read: queries.Read, entities: list[Entity], now: float) -> dict[str, Any]:
-    """A read result entry: when, and which ids (a list, or one id or None)."""
+def _result(
+    read: queries.Read, entities: list[Entity], now: float, generation: int = 0
+) -> dict[str, Any]:
+    """A read result entry: when, which ids (a list, or one id or None), of which generation."""
     ids = [e["id"] for e in entities]
-    return {"t": now, "ids": ids if read.many else (ids[0] if ids else None)}
+    return {"t": now, "ids": ids if read.many else (ids[0] if ids else None), "g": generation}
 
 
 def _entities(value: Any) -> list[Entity]:

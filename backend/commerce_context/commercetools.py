@@ -8,6 +8,8 @@ injected (tests hand in one bound to the emulator; nothing is patched). Every ca
   timeouts — a `Retry-After` longer than `ct_backoff_max` is not waited out in-line but raised
   as `UpstreamUnavailable(retry_after=...)` so a queue can defer the work instead;
 * is never retried on any other 4xx;
+* inside a `budget()` block (a ticket view's time budget), starts no attempt and sleeps no
+  backoff past the block's deadline: the view answers from the cache instead;
 * fails with the project's own exceptions (exceptions.py), never raw httpx errors.
 
 Updates send `version` and, on 409 ConcurrentModification, are re-sent with the version the
@@ -19,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -32,8 +37,10 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_any,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from . import correlation
 from .exceptions import (
@@ -47,13 +54,46 @@ from .exceptions import (
 from .queries import Document, check_response
 from .settings import Settings
 
-__all__ = ["CommercetoolsClient", "Resource"]
+__all__ = ["CommercetoolsClient", "Resource", "budget", "remaining", "retry_after_seconds"]
 
 logger = logging.getLogger(__name__)
 
 Resource = Literal["orders", "customers", "carts", "payments"]
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 Sleep = Callable[[float], Awaitable[None]]
+# The monotonic deadline of the work in progress (a ticket view), inherited by the tasks it
+# starts, so a flight shared by several views retries only while its leader may still wait.
+_deadline: ContextVar[float | None] = ContextVar("commercetools_deadline", default=None)
+
+
+@contextmanager
+def budget(seconds: float | None) -> Iterator[None]:
+    """Calls made inside the block start no attempt and sleep no backoff past `seconds` from
+    now (an enclosing, earlier deadline still holds). None: no deadline."""
+    if seconds is None:
+        yield
+        return
+    deadline = time.monotonic() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left of the current budget; None outside any budget."""
+    deadline = _deadline.get()
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+class _OutOfTime(stop_base):
+    """Stop retrying when the next backoff would end past the budget's deadline."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        left = remaining()
+        return left is not None and retry_state.upcoming_sleep >= left
 
 
 class _Transient(Exception):
@@ -226,7 +266,7 @@ class CommercetoolsClient:
         settings = self._settings
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Transient),
-            stop=stop_after_attempt(settings.ct_max_retries + 1),
+            stop=stop_any(stop_after_attempt(settings.ct_max_retries + 1), _OutOfTime()),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
@@ -254,6 +294,9 @@ class CommercetoolsClient:
     async def _attempt(
         self, method: str, url: str, authenticate: bool, number: int, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        if remaining() == 0.0:
+            # The view stopped waiting; a new attempt would only hold a connection.
+            raise _Transient("out of time")
         headers = {"X-Correlation-ID": correlation.current(), "Accept": "application/json"}
         if authenticate:
             headers["Authorization"] = f"Bearer {await self.access_token()}"
@@ -270,7 +313,7 @@ class CommercetoolsClient:
             raise _Transient("connection failed") from None
         self._log(method, url, str(response.status_code), started, number)
         if response.status_code in RETRYABLE_STATUS:
-            retry_after = _retry_after(response)
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self._settings.ct_backoff_max:
                 # Too long to hold a request open: let the caller (or the queue) defer.
                 raise UpstreamUnavailable(
@@ -288,7 +331,9 @@ class CommercetoolsClient:
         )(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return max(exc.retry_after, 0.0)
+            # Never less than our own backoff: "Retry-After: 0" (or a date in the past) from
+            # an overloaded upstream must not turn into a tight retry loop.
+            return max(exc.retry_after, float(backoff))
         return float(backoff)
 
     def _log(self, method: str, url: str, outcome: str, started: float, attempt: int) -> None:
@@ -355,14 +400,17 @@ def _current_version(response: httpx.Response) -> int | None:
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds from now, at least 0; None
+    when absent or unreadable. The one parser for every upstream (commercetools, Zendesk)."""
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

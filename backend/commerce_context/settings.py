@@ -368,6 +368,9 @@ class Settings(BaseSettings):
     )
     breaker_threshold: int = Field(default=5, ge=1, description="failures that open the circuit")
     breaker_cooldown: float = Field(default=30, gt=0, description="seconds the circuit stays open")
+    view_budget: float = Field(
+        default=3.0, gt=0, le=60, description="seconds a ticket view waits for commercetools"
+    )
     events_secret: SecretStr | None = Field(
         default=None, description="shared secret of the commercetools events endpoint"
     )

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from . import tokens
+from .commercetools import budget
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import read_body
 from .panels import Rendered, panel_context
@@ -103,12 +104,15 @@ async def panels(request: Request) -> Response:
     authenticate(request, settings)
     context = TicketContext.parse(await _json_body(request))
     store = settings.mappings.store_for_brand(context.brand_id)
-    resolution = await resolve(
-        context,
-        reader=request.state.reader,
-        store=store,
-        custom_fields=settings.mappings.order_custom_fields,
-    )
+    # One budget for the whole view, retries and second requests included: past it, the
+    # cache answers (marked "as of") or the panel says commercetools is not answering.
+    with budget(settings.view_budget):
+        resolution = await resolve(
+            context,
+            reader=request.state.reader,
+            store=store,
+            custom_fields=settings.mappings.order_custom_fields,
+        )
     rendered: Rendered = request.state.rendered
     key = None
     if resolution.fingerprint and resolution.as_of is None:
