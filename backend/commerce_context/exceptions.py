@@ -10,6 +10,7 @@
   + UpstreamError                   a third-party API failed us (502)
     - UpstreamUnavailable           timeouts, 5xx/429 after retries (503)
       . CacheUnavailable            the cache's Redis does not answer (503)
+      . DatabaseUnavailable         the job database is locked or unreachable (503)
     - UpstreamAuthError             we could not authenticate upstream (502)
     - UpstreamNotFound              the upstream said 404 (404)
     - UpstreamRejected              the upstream refused the request (4xx, 502)
@@ -94,6 +95,12 @@ class CacheUnavailable(UpstreamUnavailable):
     """The cache's store (Redis) is unavailable."""
 
     code = "cache_unavailable"
+
+
+class DatabaseUnavailable(UpstreamUnavailable):
+    """The job database is unavailable; try again later."""
+
+    code = "database_unavailable"
 
 
 class UpstreamAuthError(UpstreamError):

@@ -47,6 +47,14 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _SUBDOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _MIN_HMAC_KEY_BYTES = 32
 _MIN_RSA_KEY_BITS = 2048
+# Requests per destination the job engine allows itself (CC_RATE_LIMITS adds or overrides).
+DEFAULT_RATE_LIMITS = {
+    "commercetools": "20/s",
+    "zendesk": "400/min",
+    "zendesk:tickets": "100/min",
+    "zendesk:users": "60/min",
+    "tidio": "60/min",
+}
 # Zendesk settings that mean nothing without the account they belong to.
 _ZENDESK_NEED_SUBDOMAIN = (
     "zendesk_app_id",
@@ -413,8 +421,76 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=3600, description="wait after a 429 without Retry-After, seconds"
     )
 
+    # -- sync engine (jobs, audit, admin) --------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://user@host/db; default: SQLite at STATE_PATH",
+    )
+    database_schema: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema"
+    )
+    worker_in_process: bool = Field(default=True, description="run the workers inside serve")
+    worker_concurrency: int = Field(default=4, ge=1, le=64, description="jobs run at once")
+    jobs_max_attempts: int = Field(default=10, ge=1, le=100, description="attempts before dead")
+    jobs_lease: float = Field(default=60.0, ge=0.5, le=3600, description="lease, seconds")
+    jobs_backoff_base: float = Field(default=1.0, gt=0, le=3600, description="first retry delay")
+    jobs_backoff_max: float = Field(default=600.0, gt=0, le=86400, description="retry ceiling")
+    jobs_poll_interval: float = Field(default=1.0, gt=0, le=60, description="idle poll, seconds")
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict, description="per-destination limits over the defaults, e.g. 20/s"
+    )
+    audit_retention_days: int = Field(default=90, ge=1, le=3650, description="audit kept, days")
+    admin_token: SecretStr | None = Field(
+        default=None, description="credential of the admin page and API; unset disables them"
+    )
+
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(
+            r"^(sqlite:///.+|postgres(ql)?://)", value.get_secret_value()
+        ):
+            raise ValueError("must be sqlite:///path/to/file.sqlite3 or postgresql://...")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        from .jobs import parse_rate
+
+        for destination, text in value.items():
+            try:
+                parse_rate(text)
+            except ValueError as exc:
+                raise ValueError(f"{destination}: {exc}") from None
+        return {**DEFAULT_RATE_LIMITS, **value}
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_HMAC_KEY_BYTES:
+            raise ValueError(f"must be at least {_MIN_HMAC_KEY_BYTES} characters long")
+        return value
+
+    @model_validator(mode="after")
+    def _engine(self) -> Settings:
+        if not self.rate_limits:  # the defaults when nothing was configured
+            object.__setattr__(self, "rate_limits", dict(DEFAULT_RATE_LIMITS))
+        if self.jobs_backoff_base > self.jobs_backoff_max:
+            raise ValueError(
+                f"{ENV_PREFIX}JOBS_BACKOFF_BASE must not exceed {ENV_PREFIX}JOBS_BACKOFF_MAX"
+            )
+        return self
+
+    @property
+    def database_location(self) -> str:
+        """The job database's URL: CC_DATABASE_URL, else the SQLite file at CC_STATE_PATH."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.state_path}"
 
     @field_validator("ct_region")
     @classmethod
