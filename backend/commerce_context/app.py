@@ -19,11 +19,15 @@ from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
 from . import errors, events, health, panels, sidebar
+from .audit import Audit
 from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
+from .database import Database
 from .demo import Demo
+from .handlers import HANDLERS
+from .jobs import Queue
 from .panels import Rendered
 from .policy import Policy
 from .poller import MessagesPoller
@@ -31,6 +35,7 @@ from .settings import Settings
 from .state import StateFile
 from .stores import MemoryStore, RedisStore, Store
 from .tokens import VerifiedSessions, ZendeskKeys
+from .worker import Services, Worker, open_engine
 
 __all__ = ["State", "create_app"]
 
@@ -47,6 +52,9 @@ class State(TypedDict):
     policy: Policy
     templates: Jinja2Templates
     demo: Demo | None
+    database: Database
+    queue: Queue
+    audit: Audit
 
 
 def create_app(
@@ -101,6 +109,22 @@ def create_app(
                 )
                 task = asyncio.create_task(poller.run(), name="messages-poller")
                 stack.push_async_callback(_cancel, task)
+            # The job engine: its database (migrated here), queue and audit log; the workers run
+            # in this process unless CC_WORKER_IN_PROCESS=false (then `commerce-context worker`).
+            engine = await stack.enter_async_context(open_engine(settings))
+            if settings.worker_in_process:
+                services = Services(
+                    settings=settings,
+                    commercetools=commercetools,
+                    reader=reader,
+                    audit=engine.audit,
+                    http=client,
+                    ledger=engine.ledger,
+                    queue=engine.queue,
+                )
+                worker = Worker.from_settings(settings, engine, HANDLERS, services)
+                worker_task = asyncio.create_task(worker.run(), name="worker")
+                stack.push_async_callback(_stop_worker, worker, worker_task)
             yield {
                 "settings": settings,
                 "commercetools": commercetools,
@@ -111,6 +135,9 @@ def create_app(
                 "policy": policy,
                 "templates": templates,
                 "demo": demo,
+                "database": engine.database,
+                "queue": engine.queue,
+                "audit": engine.audit,
             }
 
     routes = [
@@ -131,6 +158,11 @@ def create_app(
         exception_handlers=errors.handlers(templates),
         lifespan=lifespan,
     )
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    await worker.stop()  # graceful: running jobs finish or go back to the queue
+    await task
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -3,6 +3,9 @@
     commerce-context serve          run the service with settings from the environment
     commerce-context demo           run the embedded demo: emulator, GraphQL, seed data, service
     commerce-context check-config   validate the settings and print them (secrets hidden)
+    commerce-context worker         run job workers without the web server
+    commerce-context jobs ...       list, show, retry or cancel jobs (see operations.py)
+    commerce-context audit ...      the audit trail of a ticket, order, customer or request
 
 A configuration error prints one line naming the setting and exits with status 2.
 """
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from . import logs
+from . import logs, operations
 from .app import create_app
 from .exceptions import CommerceContextError, ConfigError
 from .settings import Settings, load_settings
@@ -36,10 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_argument("--host", help="address to bind (default: CC_HOST or 127.0.0.1)")
         command.add_argument("--port", type=int, help="port to bind (default: CC_PORT or 8000)")
     commands.add_parser("check-config", help="validate the settings and print them")
+    operations.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return check_config()
+        if args.command in operations.COMMANDS:
+            return operations.run(args)
         if args.command == "serve":
             return serve(load_settings(**_overrides(args)))
         return asyncio.run(run_demo(args.host, args.port))

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,6 +113,9 @@ def demo_settings(
         "ct_api_url": harness.api_url,
         "ct_auth_url": harness.auth_url,
         "config_file": str(files("commerce_context") / "demo.toml"),
+        # The job database of this run only: test sessions and demos never share queued jobs.
+        "state_path": Path(tempfile.gettempdir())
+        / f"commerce-context-{harness.project_key}-{os.getpid()}.sqlite3",
     }
     if zendesk is not None:
         values.update(
