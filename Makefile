@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install system-deps run test lint format bench clean zendesk-package
+.PHONY: install system-deps redis run test lint format bench clean zendesk-package
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -19,8 +19,9 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The demo's port: make run PORT=8001 (or CC_PORT=8001 make run); 8000 by default.
 run: install
-	$(BIN)/commerce-context demo
+	$(BIN)/commerce-context demo $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium for the browser tests (Playwright cannot download browsers here).
 CHROMIUM := /usr/bin/chromium
@@ -33,7 +34,24 @@ system-deps:
 	  fi; \
 	fi
 
-test: install system-deps
+# The suite needs Redis on 127.0.0.1:6379 (it uses database 15). When none answers and
+# redis-server is installed, start a throwaway one (no persistence; it keeps running after).
+REDIS_PING = (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && read -r -t 2 reply <&3 && [[ $$reply == +PONG* ]]) 2>/dev/null
+redis:
+	@if ! $(REDIS_PING); then \
+	  if command -v redis-server >/dev/null; then \
+	    echo "starting redis-server on 127.0.0.1:6379 for the tests (log: /tmp/commerce-context-redis.log)"; \
+	    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+	      --dir /tmp --logfile /tmp/commerce-context-redis.log; \
+	    for _ in $$(seq 50); do $(REDIS_PING) && break; sleep 0.1; done; \
+	    $(REDIS_PING) || { echo "redis-server did not start: see /tmp/commerce-context-redis.log" >&2; exit 2; }; \
+	  else \
+	    echo "The tests need Redis on 127.0.0.1:6379: install it (sudo apt-get install redis-server) or start one." >&2; \
+	    exit 2; \
+	  fi; \
+	fi
+
+test: install system-deps redis
 	$(BIN)/pytest
 
 lint: install

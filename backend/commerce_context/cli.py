@@ -7,7 +7,10 @@
     commerce-context jobs ...       list, show, retry or cancel jobs (see operations.py)
     commerce-context audit ...      the audit trail of a ticket, order, customer or request
 
-A configuration error prints one line naming the setting and exits with status 2.
+Configuration errors name each setting by its environment variable and exit with status 2;
+`check-config` lists every error at once, then warnings that do not fail it (unknown CC_*
+variables, the Zendesk sidebar not configured, ...). `demo` listens on --port, else CC_PORT,
+else 8000 (and --host, else CC_HOST, else 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
 
 from . import logs, operations
 from .app import create_app
 from .exceptions import CommerceContextError, ConfigError
-from .settings import Settings, load_settings
+from .settings import Settings, check_settings, load_settings, setting_hint, setting_names
 
 __all__ = ["main"]
 
@@ -63,13 +67,53 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
 
 
-def check_config() -> int:
-    settings = load_settings()
-    print("configuration OK")
+# A warning check looks at valid settings and returns one line per thing worth fixing; warnings
+# never fail check-config. Add a check by appending it to WARNING_CHECKS (end of this module).
+WarningCheck = Callable[[Settings], list[str]]
+
+
+def check_config(environ: Mapping[str, str] | None = None) -> int:
+    """Every error (stderr, exit 2) and every warning at once; the settings if they are valid
+    (secrets hidden), then the warnings (stdout, exit 0)."""
+    settings, errors = check_settings()
+    warnings = unknown_variables(os.environ if environ is None else environ)
+    if settings is not None:
+        for check in WARNING_CHECKS:
+            warnings.extend(check(settings))
+    if settings is None:
+        print(f"commerce-context: {len(errors)} configuration errors:", file=sys.stderr)
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        return 2
+    print("configuration OK" + (f" ({len(warnings)} warnings)" if warnings else ""))
     for name, value in settings.model_dump(exclude={"mappings"}).items():
         print(f"  {name} = {value}")
     print(f"  stores = {', '.join(settings.mappings.stores) or '(none)'}")
+    for line in warnings:
+        print(f"warning: {line}")
     return 0
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A CC_* environment variable that is no setting is ignored: usually a typo."""
+    known = set(setting_names())
+    return [
+        f"{name} is set but is not a setting, so it is ignored{setting_hint(name)}"
+        for name in sorted(environ)
+        if name.upper().startswith("CC_") and name.upper() not in known
+    ]
+
+
+def zendesk_not_configured(settings: Settings) -> list[str]:
+    if settings.zendesk_enabled:
+        return []
+    return [
+        "the Zendesk sidebar is not configured, so /zendesk/sidebar answers 404: set "
+        "CC_ZENDESK_SUBDOMAIN, CC_ZENDESK_INSTALLATION_ID, CC_ZENDESK_APP_ID (or "
+        "CC_ZENDESK_PUBLIC_KEY) and CC_SESSION_SECRET (see docs/configuration.md)"
+    ]
 
 
 def serve(settings: Settings) -> int:
@@ -88,15 +132,32 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def demo_address(
+    host: str | None, port: int | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, int]:
+    """--host/--port, else CC_HOST/CC_PORT, else 127.0.0.1:8000 (`make run PORT=8001`)."""
+    environ = os.environ if environ is None else environ
+    host = host or environ.get("CC_HOST", "").strip() or "127.0.0.1"
+    if port is None:
+        text = environ.get("CC_PORT", "").strip() or "8000"
+        if not text.isdigit():
+            raise ConfigError(f"invalid setting CC_PORT: {text!r} is not a port number")
+        port = int(text)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"invalid setting CC_PORT: {port} is not a port number (1-65535)")
+    return host, port
+
+
 async def run_demo(host: str | None, port: int | None) -> int:
     from .demo import DemoZendesk
     from .emulator.harness import build_demo, demo_settings, running
 
+    host, port = demo_address(host, port)
     logs.configure("info")
     print("Starting the commercetools emulator and seeding demo data ...", flush=True)
     async with running() as harness:
         zendesk = DemoZendesk.generate()
-        settings = demo_settings(harness, zendesk, host=host or "127.0.0.1", port=port or 8000)
+        settings = demo_settings(harness, zendesk, host=host, port=port)
         app = create_app(settings, demo=build_demo(harness, zendesk))
         config = uvicorn.Config(
             app,
@@ -114,3 +175,6 @@ async def run_demo(host: str | None, port: int | None) -> int:
         )
         await server.serve()
     return 0
+
+
+WARNING_CHECKS: list[WarningCheck] = [zendesk_not_configured]

@@ -11,6 +11,7 @@ Every field is documented in docs/configuration.md; a test fails when one is not
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -33,7 +34,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import ConfigError
 
-__all__ = ["Mappings", "Settings", "StoreScope", "load_settings"]
+__all__ = [
+    "Mappings",
+    "Settings",
+    "StoreScope",
+    "check_settings",
+    "load_settings",
+    "setting_hint",
+    "setting_names",
+]
 
 REGIONS = (
     "us-central1.gcp",
@@ -710,25 +719,66 @@ def _read_mappings(path: Path) -> Mappings:
     try:
         return Mappings.model_validate(raw)
     except ValidationError as exc:
-        problem = _first_error(exc, prefix="").removeprefix("invalid settings: ")
-        raise _MappingsError(f"{path}: {problem.removeprefix('invalid setting ')}") from None
+        problems = (f"{name}: {why}" if name else why for name, why in _problems(exc, prefix=""))
+        raise _MappingsError(f"{path}: {'; '.join(problems)}") from None
+
+
+def check_settings(**overrides: Any) -> tuple[Settings | None, list[str]]:
+    """The settings from the environment (and overrides), or None and every problem found, one
+    line each, naming the setting by its environment variable (`CC_…: why`). Rules that relate
+    several settings are checked once each of those settings is valid on its own."""
+    try:
+        return Settings(**overrides), []
+    except ValidationError as exc:
+        return None, [f"{name}: {why}" if name else why for name, why in _problems(exc)]
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (and overrides), or one ConfigError line naming the fault."""
+    """Settings from the environment (and overrides), or a ConfigError naming every fault: one
+    line for one problem, else a heading and one line per problem."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc, prefix=ENV_PREFIX)) from None
+        problems = _problems(exc)
+    if len(problems) == 1:
+        name, why = problems[0]
+        raise ConfigError(f"invalid setting {name}: {why}" if name else f"invalid settings: {why}")
+    lines = [f"  {name}: {why}" if name else f"  {why}" for name, why in problems]
+    raise ConfigError("\n".join([f"invalid settings ({len(problems)} problems):", *lines]))
 
 
-def _first_error(exc: ValidationError, *, prefix: str) -> str:
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    location = [str(part) for part in first["loc"]]
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    if not location:  # a model-level rule: its message names the settings involved
-        return f"invalid settings: {message}{more}"
-    name = prefix + location[0].upper() if prefix else "[" + ".".join(location) + "]"
-    return f"invalid setting {name}: {message}{more}"
+def setting_names() -> tuple[str, ...]:
+    """Every setting's environment variable (CC_…)."""
+    return tuple(ENV_PREFIX + name.upper() for name in Settings.model_fields if name != "mappings")
+
+
+def setting_hint(name: str) -> str:
+    """' (did you mean CC_…?)' when `name` looks like a misspelt setting, else ''."""
+    close = difflib.get_close_matches(name.upper(), setting_names(), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _problems(exc: ValidationError, *, prefix: str = ENV_PREFIX) -> list[tuple[str, str]]:
+    """(setting, why) for every error: the environment variable (with `prefix`), or the
+    `[table.key]` of the config file (prefix ""); setting "" for a rule over several settings,
+    whose message names them."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = [str(part) for part in error["loc"]]
+        why = error["msg"].removeprefix("Value error, ")
+        if not location:
+            problems.append(("", why))
+            continue
+        if not prefix:
+            problems.append(("[" + ".".join(location) + "]", why))
+            continue
+        # Keyword arguments are field names; an unknown key from .env arrives as CC_… already.
+        name = location[0].upper()
+        if not name.startswith(prefix):
+            name = prefix + name
+        if error["type"] == "missing":
+            why = "required, but not set"
+        elif error["type"] == "extra_forbidden":
+            why = f"not a setting{setting_hint(name)}"
+        problems.append((name, why))
+    return problems
