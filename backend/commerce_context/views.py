@@ -123,7 +123,9 @@ ORDER_DETAIL = View(
         }}
       }}
     }}
+    customLineItems {{ id quantity nameAllLocales {{ locale value }} totalPrice {{ {MONEY} }} }}
     discountOnTotalPrice {{ discountedAmount {{ {BASE_MONEY} }} }}
+    purchaseOrderNumber
     taxedPrice {{ totalNet {{ {MONEY} }} totalGross {{ {MONEY} }} }}
     shippingAddress {{
       firstName lastName streetName streetNumber postalCode city region country phone email
@@ -138,8 +140,10 @@ SHIPMENTS = View(
     shipmentState
     shippingInfo {
       shippingMethodName
+      price { centAmount currencyCode fractionDigits }
       deliveries {
         id key createdAt
+        items { id quantity }
         parcels { id key createdAt trackingData { trackingId carrier provider isReturn } }
       }
     }

@@ -28,11 +28,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from commerce_context.emulator.harness import serve
+from commerce_context.panels import sidebar_strings
 
 from .conftest import ROOT, FakeZendeskFactory
 from .fake_zendesk import FakeZendesk
 
 STATIC = ROOT / "backend" / "commerce_context" / "static"
+# The labels the real page embeds (templates/sidebar.html), for every language.
+STRINGS = json.dumps(sidebar_strings()).replace("</", "<\\/")
+AGENT = {"id": 9001, "name": "Agent Smith", "locale": "en-US"}
 SESSION = "session-token-abc"
 FIELD = "360000001"
 ORDER_ID = "6a1d4a6e-6a7c-4a49-9a37-3b1f1c2b9f10"
@@ -45,10 +49,12 @@ PAGE = """<!doctype html>
 <body>
 <main id="app" data-session="{session}" data-panels-url="/zendesk/panels"
       data-order-field-id="{field}">
-  <header><button type="button" class="c-btn c-btn--sm" data-action="refresh">Refresh</button>
+  <header><button type="button" class="c-btn c-btn--sm" data-action="refresh" aria-busy="false"
+    ><span class="spinner" aria-hidden="true"></span><span class="label">Refresh</span></button>
   </header>
   <div id="panels" aria-live="polite"><p class="muted loading">Loading…</p></div>
 </main>
+<script type="application/json" id="cc-strings">@STRINGS@</script>
 <script src="/static/vendor/zaf_sdk-2.0.37.js"></script>
 <script src="/static/sidebar.js"></script>
 </body></html>"""
@@ -77,6 +83,7 @@ class Reply:
     status: int = 200
     body: str | dict[str, Any] = ""
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # answer only once the test sets it
 
 
 @dataclass
@@ -94,7 +101,9 @@ class StubBackend:
         session = SESSION if token == "signed" else ""
         field_id = request.query_params.get("order_field", "")
         return HTMLResponse(
-            PAGE.format(session=html.escape(session), field=html.escape(field_id)),
+            PAGE.format(session=html.escape(session), field=html.escape(field_id)).replace(
+                "@STRINGS@", STRINGS
+            ),
             headers={"Cache-Control": "no-store"},
         )
 
@@ -111,6 +120,8 @@ class StubBackend:
         reply = self.queue.pop(0) if self.queue else Reply()
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hold is not None:
+            await reply.hold.wait()
         if isinstance(reply.body, dict):
             return JSONResponse(reply.body, status_code=reply.status)
         content = reply.body or (
@@ -165,6 +176,7 @@ async def open_sidebar(
     *,
     ticket: dict[str, Any] | None = None,
     order_field: str = FIELD,
+    agent: dict[str, Any] | None = None,
 ) -> FakeZendesk:
     return await fake_zendesk(
         page,
@@ -172,6 +184,7 @@ async def open_sidebar(
         "signed",
         ticket=TICKET if ticket is None else ticket,
         extra_query={"order_field": order_field},
+        current_user=AGENT if agent is None else agent,
     )
 
 
@@ -198,6 +211,7 @@ async def test_reads_the_ticket_posts_the_context_renders_and_resizes(
         "ticket.requester",
         "ticket.requester.identities",
         "ticket.brand",
+        "currentUser.locale",
         f"ticket.customField:custom_field_{FIELD}",
     ]
     [sent] = stub.requests
@@ -213,6 +227,7 @@ async def test_reads_the_ticket_posts_the_context_renders_and_resizes(
         "brand_id": 1001,
         "refresh": False,
         "order_id": None,
+        "ui_locale": "en-US",
     }
     assert await zd.frame.text_content("#panels h2") == "Request 1"
     assert await zd.frame.get_attribute("#panels", "aria-busy") == "false"
@@ -234,6 +249,7 @@ async def test_new_ticket_without_requester(
         "ticket.requester",
         "ticket.requester.identities",
         "ticket.brand",
+        "currentUser.locale",
     ]
     assert stub.requests[0]["body"] == {
         "ticket_id": None,
@@ -243,6 +259,7 @@ async def test_new_ticket_without_requester(
         "brand_id": None,
         "refresh": False,
         "order_id": None,
+        "ui_locale": "en-US",
     }
 
 
@@ -277,6 +294,7 @@ async def test_ticket_events_refetch_once_per_burst(
         "brand_id": 1002,
         "refresh": False,
         "order_id": None,
+        "ui_locale": "en-US",
     }
     assert await zd.frame.text_content("#panels h2") == "Request 2"
     await zd.wait_for_resizes(2)
@@ -403,7 +421,7 @@ async def test_only_the_latest_response_renders(
     zd = await open_sidebar(fake_zendesk, page, sidebar_url)
     await wait_requests(stub, zd, 1)
     assert await zd.frame.get_attribute("#app", "data-state") == "loading"
-    await zd.frame.click('[data-action="refresh"]')
+    await zd.fire("ticket.saved", {})  # a newer request supersedes the slow one
     await wait_requests(stub, zd, 2)
     await zd.frame.wait_for_selector('#panels [data-request="2"]')
     await asyncio.sleep(1.2)  # the slow first answer has arrived (or was aborted) by now
@@ -421,3 +439,182 @@ async def test_outside_zendesk_shows_a_message(page: Page, stub_server: tuple[An
     text = await page.text_content("#panels [role=alert]")
     assert text is not None
     assert "only works inside Zendesk" in text
+
+
+# -- the refresh button while a request is in flight ------------------------------------------
+
+REFRESH = '[data-action="refresh"]'
+
+
+async def refresh_button(zd: FakeZendesk) -> dict[str, Any]:
+    state: dict[str, Any] = await zd.frame.evaluate(
+        """() => { const b = document.querySelector('[data-action="refresh"]');
+                   return {disabled: b.disabled, busy: b.getAttribute('aria-busy'),
+                           label: b.querySelector('.label').textContent}; }"""
+    )
+    return state
+
+
+async def test_refresh_shows_it_is_working_and_cannot_be_pressed_twice(
+    page: Page, fake_zendesk: FakeZendeskFactory, sidebar_url: str, stub: StubBackend
+) -> None:
+    zd = await open_sidebar(fake_zendesk, page, sidebar_url)
+    await wait_state(zd, "ready")
+    assert await refresh_button(zd) == {"disabled": False, "busy": "false", "label": "Refresh"}
+
+    held = asyncio.Event()
+    stub.queue.append(Reply(hold=held))
+    await zd.frame.click(REFRESH)
+    await wait_requests(stub, zd, 2)
+    assert await refresh_button(zd) == {
+        "disabled": True,
+        "busy": "true",
+        "label": "Refreshing\u2026",
+    }
+    # Pressing again, by a script or a dispatched event, does nothing while it is in flight.
+    await zd.frame.evaluate(
+        """() => { const b = document.querySelector('[data-action="refresh"]');
+                   b.click(); b.click();
+                   b.dispatchEvent(new MouseEvent('click', {bubbles: true})); }"""
+    )
+    await asyncio.sleep(0.5)  # longer than the debounce: any extra request would have gone out
+    assert len(stub.requests) == 2
+    held.set()
+    await zd.frame.wait_for_selector('#panels [data-request="2"]')
+    await wait_state(zd, "ready")
+    assert await refresh_button(zd) == {"disabled": False, "busy": "false", "label": "Refresh"}
+
+    # A double click is one refresh.
+    await zd.frame.dblclick(REFRESH)
+    await wait_requests(stub, zd, 3)
+    await zd.frame.wait_for_selector('#panels [data-request="3"]')
+    await asyncio.sleep(0.5)
+    assert len(stub.requests) == 3
+    assert stub.requests[2]["body"]["refresh"] is True
+
+
+async def test_labels_follow_the_agents_zendesk_locale(
+    page: Page, fake_zendesk: FakeZendeskFactory, sidebar_url: str, stub: StubBackend
+) -> None:
+    held = asyncio.Event()
+    stub.queue.append(Reply(hold=held))
+    agent = {"id": 9002, "name": "Agentin", "locale": "de"}
+    zd = await open_sidebar(fake_zendesk, page, sidebar_url, agent=agent)
+    await wait_requests(stub, zd, 1)
+    assert stub.requests[0]["body"]["ui_locale"] == "de"
+    assert (await refresh_button(zd))["label"] == "Wird aktualisiert\u2026"
+    assert await zd.frame.get_attribute("html", "lang") == "de"
+    held.set()
+    await wait_state(zd, "ready")
+    assert await refresh_button(zd) == {
+        "disabled": False,
+        "busy": "false",
+        "label": "Aktualisieren",
+    }
+    # Script-made messages follow the locale too.
+    error = {"status": 503, "code": "x", "message": "Fehler", "correlation_id": "c-9"}
+    stub.queue.append(Reply(503, {"error": error}))
+    await zd.frame.click(REFRESH)
+    await wait_state(zd, "error")
+    assert await zd.frame.text_content("#panels .cc-message__detail") == "Referenz: c-9"
+
+
+async def test_an_unknown_locale_falls_back_to_english(
+    page: Page, fake_zendesk: FakeZendeskFactory, sidebar_url: str, stub: StubBackend
+) -> None:
+    zd = await open_sidebar(fake_zendesk, page, sidebar_url, agent={"id": 1, "locale": "ja"})
+    await wait_state(zd, "ready")
+    assert stub.requests[0]["body"]["ui_locale"] == "ja"  # the server falls back as well
+    assert (await refresh_button(zd))["label"] == "Refresh"
+
+
+# -- copy buttons and the empty-state search ---------------------------------------------------
+
+COPY_PANEL = (
+    '<section class="panel" data-request="copy"><h2>Order DE-1003'
+    '<button type="button" class="copy" data-copy="DE-1003">Copy</button></h2>'
+    '<p><span data-tracking="00340434161094044003">00340434161094044003</span>'
+    '<button type="button" class="copy" data-copy="00340434161094044003">Copy</button></p>'
+    "</section>"
+)
+
+
+async def test_copy_buttons_put_the_value_on_the_clipboard(
+    page: Page, fake_zendesk: FakeZendeskFactory, sidebar_url: str, stub: StubBackend
+) -> None:
+    stub.queue.append(Reply(200, COPY_PANEL))
+    zd = await open_sidebar(fake_zendesk, page, sidebar_url)
+    await wait_state(zd, "ready")
+    tracking = '[data-copy="00340434161094044003"]'
+    await zd.frame.click(tracking)
+    button = await zd.frame.wait_for_selector(f'{tracking}[data-copied="00340434161094044003"]')
+    assert button is not None and await button.text_content() == "Copied"
+    # What was copied is really on the clipboard: paste it into a field of the page.
+    await zd.frame.evaluate(
+        "() => { const i = document.createElement('input'); i.id = 'paste';"
+        " document.body.appendChild(i); i.focus(); }"
+    )
+    await page.keyboard.press("ControlOrMeta+V")
+    assert await zd.frame.input_value("#paste") == "00340434161094044003"
+    # The copy click is not an order click: no request was made.
+    assert len(stub.requests) == 1
+    # The label comes back.
+    await zd.frame.wait_for_selector(f"{tracking}:not([data-copied])", timeout=5000)
+    assert await zd.frame.text_content(tracking) == "Copy"
+
+
+SEARCH_PANEL = (
+    '<section class="panel empty" data-request="empty"><h2>No commercetools shopper found</h2>'
+    '<form class="search" data-action="search" novalidate>'
+    '<input id="cc-search" name="q" type="text"><button type="submit">Search</button>'
+    '<p class="search__error" role="alert" hidden>Enter an order number or an email.</p>'
+    "</form></section>"
+)
+
+
+async def test_empty_state_search_by_email_or_order_number(
+    page: Page, fake_zendesk: FakeZendeskFactory, sidebar_url: str, stub: StubBackend
+) -> None:
+    stub.queue.append(Reply(200, SEARCH_PANEL))
+    zd = await open_sidebar(fake_zendesk, page, sidebar_url)
+    await wait_state(zd, "ready")
+
+    # Not an email and not an order number: said so, nothing sent.
+    await zd.frame.fill("#cc-search", "<script>x</script>")
+    await zd.frame.press("#cc-search", "Enter")
+    await zd.frame.wait_for_selector(".search__error:not([hidden])")
+    assert await zd.frame.get_attribute("#cc-search", "aria-invalid") == "true"
+    await asyncio.sleep(0.4)
+    assert len(stub.requests) == 1
+
+    # An email replaces the ticket's keys.
+    stub.queue.append(Reply(200, SEARCH_PANEL))
+    await zd.frame.fill("#cc-search", "  Shopper@Example.org ")
+    await zd.frame.click(".search button[type=submit]")
+    await wait_requests(stub, zd, 2)
+    body = stub.requests[1]["body"]
+    assert (body["emails"], body["order_number"], body["external_id"], body["order_id"]) == (
+        ["Shopper@Example.org"],
+        None,
+        None,
+        None,
+    )
+    await wait_state(zd, "ready")
+
+    # An order number.
+    await zd.frame.fill("#cc-search", "DE-1003")
+    await zd.frame.press("#cc-search", "Enter")
+    await wait_requests(stub, zd, 3)
+    body = stub.requests[2]["body"]
+    assert (body["emails"], body["order_number"], body["external_id"]) == ([], "DE-1003", None)
+    await wait_state(zd, "ready")
+
+    # Refresh keeps the search; a new requester forgets it.
+    await zd.frame.click(REFRESH)
+    await wait_requests(stub, zd, 4)
+    assert stub.requests[3]["body"]["order_number"] == "DE-1003"
+    await wait_state(zd, "ready")
+    await zd.fire("ticket.requester.email.changed", "anna@example.com")
+    await wait_requests(stub, zd, 5)
+    assert stub.requests[4]["body"]["emails"] == ["Anna@Example.com", "second@example.org"]
+    assert stub.requests[4]["body"]["order_number"] == "1003"

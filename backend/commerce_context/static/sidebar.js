@@ -12,7 +12,18 @@
  * (an empty data-order-id goes back to the list).
  *
  * State for styling and tests: #app[data-state] is "loading" | "ready" | "error" | "expired",
- * and #panels[aria-busy] is "true" while a request is in flight. Messages are
+ * and #panels[aria-busy] is "true" while a request is in flight. So is the refresh button's
+ * aria-busy: while a request is in flight it is disabled, spins and says "Refreshing…", and a
+ * second press does nothing.
+ *
+ * Labels follow the agent's Zendesk language (`currentUser.locale`, read with the ticket): the
+ * page carries every language's `sidebar.*` labels in #cc-strings (translations/*.json) and the
+ * locale goes to the server as `ui_locale`, which renders the panels in that language.
+ *
+ * In the panels: [data-copy] buttons copy their value (navigator.clipboard, else a selection
+ * and execCommand) and then carry data-copied="<value>" for a moment; the empty state's search
+ * form ([data-action="search"]) looks the shopper up by an order number or an email address,
+ * checked here first (the server validates again), through the same panels request. Messages are
  * <div class="cc-message cc-message--error|--expired" role="alert"> holding
  * <p class="cc-message__text"> and, when the server gave one, <p class="cc-message__detail">
  * ("Reference: <correlation id>"); both are set with textContent, never as HTML.
@@ -24,6 +35,9 @@
   const MAX_EMAILS = 20;
   const EMAIL = /^[^\s@]+@[^\s@]+$/;
   const EXPIRED_CODES = ["session_expired", "unauthorized"];
+  const ORDER_NUMBER = /^[A-Za-z0-9][A-Za-z0-9._\/#-]{0,63}$/;
+  const LOCALE = /^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$/;
+  const COPIED_MS = 1500;
 
   const app = document.getElementById("app");
   const panels = document.getElementById("panels");
@@ -34,12 +48,60 @@
   const panelsUrl = app.getAttribute("data-panels-url") || "/zendesk/panels";
   const orderFieldId = (app.getAttribute("data-order-field-id") || "").trim();
   const orderFieldPath = orderFieldId ? "ticket.customField:custom_field_" + orderFieldId : null;
+  const refreshButton = app.querySelector('[data-action="refresh"]');
+
+  // ---- labels ----------------------------------------------------------------------------
+
+  let catalogs = {};
+  try {
+    const node = document.getElementById("cc-strings");
+    catalogs = (node && JSON.parse(node.textContent || "{}")) || {};
+  } catch (e) {
+    catalogs = {};
+  }
+  let language = "en";
+  let uiLocale = null;
+
+  function label(key, params) {
+    const own = catalogs[language] || {};
+    const english = catalogs.en || {};
+    let text = own[key] !== undefined ? own[key] : english[key] !== undefined ? english[key] : key;
+    Object.keys(params || {}).forEach(function (name) {
+      text = text.split("{" + name + "}").join(String(params[name]));
+    });
+    return text;
+  }
+
+  function setLocale(value) {
+    if (typeof value !== "string" || !LOCALE.test(value.trim())) {
+      return;
+    }
+    uiLocale = value.trim();
+    const wanted = uiLocale.replace("_", "-").split("-")[0].toLowerCase();
+    language = catalogs[wanted] ? wanted : "en";
+    document.documentElement.setAttribute("lang", language);
+    busy(app.getAttribute("data-state") === "loading");
+  }
+
+  function busy(on) {
+    if (!refreshButton) {
+      return;
+    }
+    refreshButton.disabled = on;
+    refreshButton.setAttribute("aria-busy", on ? "true" : "false");
+    refreshButton.title = label("refresh_title");
+    const text = refreshButton.querySelector(".label");
+    if (text) {
+      text.textContent = label(on ? "refreshing" : "refresh");
+    }
+  }
 
   // ---- rendering -------------------------------------------------------------------------
 
   function setState(state) {
     app.setAttribute("data-state", state);
     panels.setAttribute("aria-busy", state === "loading" ? "true" : "false");
+    busy(state === "loading");
   }
 
   function message(kind, text, detail) {
@@ -66,7 +128,7 @@
     if (!panels.firstElementChild || panels.querySelector(".cc-message")) {
       const p = document.createElement("p");
       p.className = "muted loading";
-      p.textContent = "Loading shopper context\u2026";
+      p.textContent = label("loading");
       panels.replaceChildren(p);
     }
     setState("loading");
@@ -163,7 +225,13 @@
   }
 
   async function readTicket() {
-    const paths = ["ticket.id", "ticket.requester", "ticket.requester.identities", "ticket.brand"];
+    const paths = [
+      "ticket.id",
+      "ticket.requester",
+      "ticket.requester.identities",
+      "ticket.brand",
+      "currentUser.locale",
+    ];
     if (orderFieldPath) {
       paths.push(orderFieldPath);
     }
@@ -172,12 +240,14 @@
     const data = (await client.get(paths)) || {};
     const requester = data["ticket.requester"] || null;
     const brand = data["ticket.brand"] || null;
+    setLocale(data["currentUser.locale"]);
     return {
       ticket_id: toInt(data["ticket.id"]),
       emails: emailsOf(requester, data["ticket.requester.identities"]),
       external_id: requester && present(requester.externalId) ? String(requester.externalId) : null,
       order_number: orderFieldPath ? toText(data[orderFieldPath]) : null,
       brand_id: brand ? toInt(brand.id) : null,
+      ui_locale: uiLocale,
     };
   }
 
@@ -189,6 +259,9 @@
   // ticket.saved, cleared when the requester, brand or order field changes, or by a click on
   // an element with an empty data-order-id ("back to the list").
   let selectedOrderId = null;
+  // What the agent searched for in the empty state ({emails} or {order_number}); it replaces
+  // the ticket's keys until the requester, brand or order field changes.
+  let search = null;
 
   async function errorFrom(response) {
     let error = null;
@@ -201,7 +274,7 @@
     return {
       status: response.status,
       code: (error && error.code) || "",
-      message: (error && error.message) || "The server answered " + response.status + ".",
+      message: (error && error.message) || "HTTP " + response.status,
       correlationId: (error && error.correlation_id) || "",
     };
   }
@@ -221,6 +294,11 @@
       }
       context.refresh = Boolean(options.refresh);
       context.order_id = selectedOrderId;
+      if (search) {
+        context.emails = search.emails || [];
+        context.order_number = search.order_number || null;
+        context.external_id = null;
+      }
       const response = await fetch(panelsUrl, {
         method: "POST",
         headers: {
@@ -249,17 +327,16 @@
       }
       if (error.status === 401 && EXPIRED_CODES.indexOf(error.code) !== -1) {
         render("expired", function () {
-          message(
-            "expired",
-            "Your session has expired. Reload the app to continue (reload the ticket, or use " +
-              "\u201cReload all apps\u201d in Zendesk).",
-            ""
-          );
+          message("expired", label("error.expired"), "");
         });
         return;
       }
       render("error", function () {
-        message("error", error.message, error.correlationId ? "Reference: " + error.correlationId : "");
+        message(
+          "error",
+          error.message,
+          error.correlationId ? label("error.reference", { id: error.correlationId }) : ""
+        );
       });
     } catch (err) {
       if (mine !== seq || (err && err.name === "AbortError")) {
@@ -268,9 +345,7 @@
       render("error", function () {
         message(
           "error",
-          err && err.name === "TimeoutError"
-            ? "Zendesk did not answer in time. Try the refresh button."
-            : "Could not load the shopper context. Check your connection and try again.",
+          err && err.name === "TimeoutError" ? label("error.timeout") : label("error.load"),
           ""
         );
       });
@@ -287,6 +362,7 @@
   function schedule(contextChanged) {
     if (contextChanged) {
       selectedOrderId = null;
+      search = null;
     }
     if (timer) {
       clearTimeout(timer);
@@ -310,7 +386,7 @@
 
   if (typeof window.ZAFClient === "undefined") {
     render("error", function () {
-      message("error", "The Zendesk app framework could not be loaded. Reload the app.", "");
+      message("error", label("error.no_sdk"), "");
     });
     return;
   }
@@ -357,7 +433,18 @@
     const refresh = target.closest('[data-action="refresh"]');
     if (refresh && app.contains(refresh)) {
       event.preventDefault();
+      // One refresh at a time: while a request is in flight the button is disabled, and a
+      // click that still gets here (a script, a double click racing the render) does nothing.
+      if (refresh.disabled || app.getAttribute("data-state") === "loading") {
+        return;
+      }
       now({ refresh: true });
+      return;
+    }
+    const copyButton = target.closest("[data-copy]");
+    if (copyButton && panels.contains(copyButton)) {
+      event.preventDefault();
+      copy(copyButton);
       return;
     }
     // Real links (e.g. "Open in Merchant Center") keep their default behaviour.
@@ -372,6 +459,90 @@
       now({ refresh: false });
     }
   });
+
+  panels.addEventListener("submit", function (event) {
+    const form = event.target instanceof Element ? event.target.closest('[data-action="search"]') : null;
+    if (!form) {
+      return;
+    }
+    event.preventDefault();
+    const input = form.querySelector('input[name="q"]');
+    const error = form.querySelector(".search__error");
+    const query = input ? String(input.value || "").trim() : "";
+    let wanted = null;
+    if (query.length <= 254 && EMAIL.test(query)) {
+      wanted = { emails: [query] };
+    } else if (ORDER_NUMBER.test(query)) {
+      wanted = { order_number: query };
+    }
+    if (!wanted) {
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+      }
+      if (error) {
+        error.hidden = false;
+      }
+      return;
+    }
+    search = wanted;
+    selectedOrderId = null;
+    now({ refresh: false });
+  });
+
+  // ---- copy buttons ----------------------------------------------------------------------
+
+  function copied(button, value) {
+    button.setAttribute("data-copied", value);
+    const before = button.textContent;
+    button.textContent = label("copied");
+    setTimeout(function () {
+      button.removeAttribute("data-copied");
+      button.textContent = before;
+    }, COPIED_MS);
+  }
+
+  function copyBySelection(value) {
+    // Inside Zendesk's iframe the Clipboard API may be refused (permissions policy).
+    const area = document.createElement("textarea");
+    area.value = value;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+
+  function copy(button) {
+    const value = button.getAttribute("data-copy") || "";
+    if (!value) {
+      return;
+    }
+    if (navigator.clipboard && typeof navigator.clipboard.writeText === "function") {
+      navigator.clipboard.writeText(value).then(
+        function () {
+          copied(button, value);
+        },
+        function () {
+          if (copyBySelection(value)) {
+            copied(button, value);
+          }
+        }
+      );
+      return;
+    }
+    if (copyBySelection(value)) {
+      copied(button, value);
+    }
+  }
 
   // Panels may grow after render (e.g. a <details> opened by the agent).
   panels.addEventListener(
