@@ -40,6 +40,7 @@ def every_read(store: str | None) -> list[queries.Read]:
         queries.guest_orders("Guest@Example.com", [views.ORDER_SUMMARY], store=store, key="g"),
         queries.active_cart("cust-1", CART_VIEWS, store=store, key="h"),
         queries.orders_by_email(["A@x.com", "b@y.org"], o, store=store, key="i"),
+        queries.active_carts_by_email(["A@x.com", "b@y.org"], CART_VIEWS, store=store, key="j"),
     ]
 
 
@@ -131,6 +132,34 @@ def test_guest_orders_match_both_spellings_of_the_email() -> None:
     assert where == (
         'customerEmail in ("Guest@Example.com", "guest@example.com") and customerId is not defined'
     )
+
+
+def test_active_carts_by_email_match_both_spellings_newest_first() -> None:
+    read = queries.active_carts_by_email([" Anna@Example.com ", "b@y.org"], [views.CART])
+    variables = queries.compose([read]).variables
+    assert variables["email_carts_where"] == (
+        'cartState = "Active" and customerEmail in '
+        '("Anna@Example.com", "anna@example.com", "b@y.org")'
+    )
+    assert variables["email_carts_sort"] == ["lastModifiedAt desc"]
+    assert variables["email_carts_limit"] == 1
+    with pytest.raises(ConfigError, match="at least one address"):
+        queries.active_carts_by_email([], [views.CART])
+
+
+def test_every_read_a_ticket_view_plans_is_valid() -> None:
+    from commerce_context.resolution import TicketContext, follow_up, plan
+
+    context = TicketContext.parse(
+        {"emails": ["a@x.com", "B@y.org"], "external_id": "c-1", "order_number": "DE-1"}
+    )
+    for store in (None, "berlin"):
+        for ticket in (context, context.model_copy(update={"order_number": None})):
+            reads = plan(ticket, ("supportStatus",), store)
+            assert_valid_document(queries.compose(reads).query)
+        for detail, cart in ((True, True), (False, False)):
+            more = follow_up("c-1", ("supportStatus",), store, detail=detail, cart=cart)
+            assert_valid_document(queries.compose(more).query)
 
 
 def test_document_text_is_built_once_per_shape() -> None:

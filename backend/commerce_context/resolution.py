@@ -255,8 +255,9 @@ def plan(
 ) -> list[queries.Read]:
     """The reads for a ticket: all of them go upstream as one document.
 
-    `store` (the brand's store) scopes the active-cart reads; orders and customers are read
-    across stores and filtered here, so the panel can say what it left out."""
+    `store` (the brand's store) scopes the active-cart reads and the newest order read in
+    detail; customers and order lists are read across stores and filtered here, so the panel
+    can say what it left out (and offer to show it)."""
     keys = (context.emails, context.external_id, context.order_number, context.order_id)
     return list(_plan(keys, tuple(custom_fields), store))
 
@@ -286,7 +287,7 @@ def _plan(
             )
         )
         if not explicit:
-            reads.append(queries.customer_orders(external_id, full, limit=1, key="xl"))
+            reads.append(queries.customer_orders(external_id, full, limit=1, store=store, key="xl"))
         reads.append(queries.active_cart(external_id, [views.CART], store=store, key="xk"))
     if emails:
         for index, email in enumerate(emails):
@@ -295,7 +296,7 @@ def _plan(
             queries.orders_by_email(emails, [views.ORDER_SUMMARY], limit=EMAIL_ORDERS, key="eo")
         )
         if not explicit:
-            reads.append(queries.orders_by_email(emails, full, limit=1, key="el"))
+            reads.append(queries.orders_by_email(emails, full, limit=1, store=store, key="el"))
         reads.append(queries.active_carts_by_email(emails, [views.CART], store=store, key="ek"))
     return tuple(reads)
 
@@ -310,7 +311,9 @@ def follow_up(
     ]
     if detail:
         reads.append(
-            queries.customer_orders(customer_id, detail_views(custom_fields), limit=1, key="cl")
+            queries.customer_orders(
+                customer_id, detail_views(custom_fields), limit=1, store=store, key="cl"
+            )
         )
     if cart:
         reads.append(queries.active_cart(customer_id, [views.CART], store=store, key="ck"))

@@ -1,0 +1,276 @@
+"""Resolution against the emulator: every order of a customer found by email whatever the case
+of the addresses, the spellings guest orders are found by, and the active cart joined to the
+ticket view's single request and cached like every other entity.
+
+Upstream requests are counted at the HTTP layer. Each test writes its own shoppers (unique
+addresses), so the seeded demo data other tests rely on is never changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from bs4 import BeautifulSoup
+
+from commerce_context.app import create_app
+from commerce_context.cache import Reader
+from commerce_context.commercetools import CommercetoolsClient
+from commerce_context.demo import DemoZendesk
+from commerce_context.emulator.harness import Harness, demo_settings
+from commerce_context.policy import Policy
+from commerce_context.resolution import Resolution, TicketContext, resolve
+from commerce_context.settings import Settings
+from commerce_context.stores import MemoryStore
+from tests.asgi import app_client
+from tests.conftest import Recorder
+
+pytestmark = pytest.mark.emulator
+
+FIELDS = ("supportStatus", "internalNote")
+
+
+class Rest:
+    """Writes test data through the emulator's REST API (the bridge proxies it)."""
+
+    def __init__(self, http: httpx.AsyncClient, base: str, token: str) -> None:
+        self.http, self.base, self.headers = http, base, {"Authorization": f"Bearer {token}"}
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.http.post(self.base + path, json=body, headers=self.headers)
+        assert response.status_code in (200, 201), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def customer(self, email: str, **draft: Any) -> dict[str, Any]:
+        created = await self.post("/customers", {"email": email, "firstName": "Test", **draft})
+        customer: dict[str, Any] = created["customer"]
+        return customer
+
+    async def order(self, number: str, email: str, customer_id: str | None, store: str) -> None:
+        await asyncio.sleep(0.005)  # distinct createdAt milliseconds: "newest first" is defined
+        draft: dict[str, Any] = {
+            "orderNumber": number,
+            "customerEmail": email,
+            "totalPrice": {"currencyCode": "EUR", "centAmount": 1999},
+            "lineItems": [],
+            "store": {"typeId": "store", "key": store},
+        }
+        if customer_id is not None:
+            draft["customerId"] = customer_id
+        await self.post("/orders/import", draft)
+
+
+class Views:
+    """Ticket views through one cache, counting the requests that leave the process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.recorder = Recorder()
+        self.http = httpx.AsyncClient(event_hooks={"request": [self.recorder]})
+        client = CommercetoolsClient(settings, self.http)
+        namespace = uuid.uuid4().hex
+        self.reader = Reader(client, Policy(), MemoryStore(16 * 1024 * 1024), namespace=namespace)
+
+    async def view(self, store: str | None = None, **context: Any) -> Resolution:
+        self.recorder.requests.clear()
+        return await resolve(
+            TicketContext.parse(context),
+            reader=self.reader,
+            store=store,
+            custom_fields=FIELDS,
+            stores_configured=True,
+        )
+
+    @property
+    def calls(self) -> int:
+        return len(self.recorder.api_calls())
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def rest(harness: Harness, ct_settings: Settings) -> AsyncIterator[Rest]:
+    async with httpx.AsyncClient() as http:
+        token = await CommercetoolsClient(ct_settings, http).access_token()
+        yield Rest(http, f"{harness.api_url}/{harness.project_key}", token)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def views(ct_settings: Settings) -> AsyncIterator[Views]:
+    made = Views(ct_settings)
+    yield made
+    await made.http.aclose()
+
+
+def numbers(orders: list[dict[str, Any]]) -> list[str]:
+    return [str(o["orderNumber"]) for o in orders]
+
+
+async def test_a_customer_found_by_email_sees_all_orders_whatever_the_case(
+    rest: Rest, views: Views
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    stored = f"Mixed.Case.{tag}@Example.com"
+    customer = await rest.customer(stored)
+    # Orders keep the address as typed at checkout: here in two other letter cases.
+    await rest.order(f"MC-{tag}-1", stored, customer["id"], "berlin")
+    await rest.order(f"MC-{tag}-2", stored.upper(), customer["id"], "berlin")
+    typed = f"mixed.CASE.{tag}@example.COM"  # the ticket has yet another spelling
+
+    found = await views.view(store="berlin", emails=[typed], brand_id=1001)
+
+    assert found.customer is not None and found.customer["id"] == customer["id"]
+    assert found.matched_by == "email" and found.chosen_reason == "only_account"
+    assert numbers(found.orders) == [f"MC-{tag}-2", f"MC-{tag}-1"]
+    assert found.order is not None and found.order["orderNumber"] == f"MC-{tag}-2"
+    assert found.order.get("lineItems") == []  # the detail views, not only the summary
+    # The email spellings found none of the customer's orders: one follow-up, by customer id.
+    assert views.calls == 2
+    warm = await views.view(store="berlin", emails=[typed], brand_id=1001)
+    assert views.calls == 0
+    assert numbers(warm.orders) == numbers(found.orders)
+
+
+async def test_guest_orders_are_found_by_the_typed_and_the_lowercase_spelling(
+    rest: Rest, views: Views
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    lower = f"guest.{tag}@example.com"
+    await rest.order(f"GL-{tag}", lower, None, "berlin")
+    await rest.order(f"GM-{tag}", f"Guest.{tag}@Example.com", None, "berlin")
+    await rest.order(f"GU-{tag}", lower.upper(), None, "berlin")
+
+    shouted = await views.view(emails=[lower.upper()])
+    assert views.calls == 1
+    assert shouted.matched_by == "guest_email" and shouted.customer is None
+    # As typed (upper case) and in lower case; the mixed-case spelling cannot be queried.
+    assert sorted(numbers(shouted.orders)) == [f"GL-{tag}", f"GU-{tag}"]
+    mixed = await views.view(emails=[f"Guest.{tag}@Example.com"])
+    assert sorted(numbers(mixed.orders)) == [f"GL-{tag}", f"GM-{tag}"]
+
+
+async def test_the_active_cart_joins_the_single_request(harness: Harness, views: Views) -> None:
+    anna = harness.demo.customers["anna-schmidt"]
+    cart_id = harness.demo.carts["anna-schmidt"]
+    found = await views.view(store="berlin", emails=[anna.email.upper()], brand_id=1001)
+    assert views.calls == 1
+    assert found.cart is not None and found.cart["id"] == cart_id
+    assert found.cart["totalLineItemQuantity"] == 3
+    assert found.cart["storeRef"] == {"key": "berlin"}
+    assert found.cart["totalPrice"]["currencyCode"] == "EUR"
+    assert {li["variant"]["sku"]: li["quantity"] for li in found.cart["lineItems"]} == {
+        "SNEAKER-WHT-42": 1,
+        "SOCKS-3PK": 2,
+    }
+    assert found.cart["lastModifiedAt"]
+    assert "customerEmail" not in found.cart or "***" in str(found.cart["customerEmail"])
+    # Warm: from the cache, cart included.
+    warm = await views.view(store="berlin", emails=[anna.email.upper()], brand_id=1001)
+    assert views.calls == 0 and warm.cart == found.cart
+
+
+async def test_the_cart_is_store_scoped(harness: Harness, views: Views) -> None:
+    anna = harness.demo.customers["anna-schmidt"]
+    elsewhere = await views.view(store="london", emails=[anna.email], brand_id=1002)
+    assert views.calls == 1
+    assert elsewhere.customer is not None and elsewhere.cart is None
+    james = harness.demo.customers["james-taylor"]
+    by_id = await views.view(store="london", external_id=james.id, brand_id=1002)
+    assert views.calls == 1
+    assert by_id.cart is not None and by_id.cart["id"] == harness.demo.carts["james-taylor"]
+    unscoped = await views.view(store=None, external_id=james.id)
+    assert unscoped.cart is not None and unscoped.cart["id"] == harness.demo.carts["james-taylor"]
+
+
+async def test_a_changed_cart_is_refetched_by_the_delta_cache(
+    rest: Rest, views: Views, ct_settings: Settings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    customer = await rest.customer(
+        f"cart.{tag}@example.com", stores=[{"typeId": "store", "key": "berlin"}]
+    )
+    cart = await rest.post(
+        "/carts",
+        {
+            "currency": "EUR",
+            "customerId": customer["id"],
+            "customerEmail": f"cart.{tag}@example.com",
+            "store": {"typeId": "store", "key": "berlin"},
+            "country": "DE",
+            "locale": "de-DE",
+            "origin": "Customer",
+            "lineItems": [{"sku": "SOCKS-3PK", "quantity": 1}],
+        },
+    )
+    first = await views.view(store="berlin", external_id=customer["id"], brand_id=1001)
+    assert views.calls == 1
+    assert first.cart is not None and first.cart["locale"] == "de-DE"
+    await rest.post(
+        f"/carts/{cart['id']}",
+        {"version": cart["version"], "actions": [{"action": "setLocale", "locale": "en-GB"}]},
+    )
+    changed = await views.view(store="berlin", external_id=customer["id"], refresh=True)
+    # The versions, then exactly the changed cart by id.
+    assert views.calls == 2
+    assert changed.cart is not None and changed.cart["locale"] == "en-GB"
+    assert changed.cart["version"] > first.cart["version"]
+
+
+# -- in the sidebar: the reveal of another store's order, an unmapped brand -----------------------
+
+
+async def panels(harness: Harness, caplog: pytest.LogCaptureFixture, **context: Any) -> str:
+    zendesk = DemoZendesk.generate()
+    settings = demo_settings(harness, zendesk, ct_backoff_base=0.01, ct_backoff_max=0.1)
+    caplog.set_level(logging.INFO, logger="commerce_context.sidebar")
+    async with app_client(create_app(settings), raise_errors=True) as client:
+        page = await client.post(
+            "/zendesk/sidebar?origin=https://demo.zendesk.com&app_guid=abc-123",
+            data={"token": zendesk.token()},
+        )
+        app = BeautifulSoup(page.text, "html.parser").select_one("#app")
+        assert app is not None
+        response = await client.post(
+            "/zendesk/panels",
+            json=context,
+            headers={"Authorization": f"Bearer {app['data-session']}"},
+        )
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def test_revealing_another_stores_order_is_logged_with_the_agent(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    guest = harness.demo.guest_email
+    hidden = harness.demo.orders["US-3003"]
+    listed = await panels(harness, caplog, emails=[guest], brand_id=1001, ticket_id=42)
+    assert f'data-order-id="{hidden.id}"' in listed  # offered to show, not listed
+    assert "order revealed" not in caplog.text
+    shown = await panels(
+        harness, caplog, emails=[guest], brand_id=1001, ticket_id=42, order_id=hidden.id
+    )
+    assert 'data-order-number="US-3003"' in shown
+    reveals = [r.getMessage() for r in caplog.records if "order revealed" in r.getMessage()]
+    assert reveals == ["order revealed: agent demo-agent ticket 42 order US-3003 store newyork"]
+    assert guest not in caplog.text
+    # An order of the brand's own store chosen in the panel is no reveal.
+    caplog.clear()
+    own = harness.demo.orders["DE-1004"]
+    await panels(harness, caplog, emails=[guest], brand_id=1001, ticket_id=42, order_id=own.id)
+    assert "order revealed" not in caplog.text
+
+
+async def test_an_unmapped_brand_sees_all_stores_with_a_note(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    page = await panels(harness, caplog, emails=[harness.demo.guest_email], brand_id=4242)
+    assert "Zendesk brand 4242 is not mapped to a store" in page
+    numbers = {
+        str(a.get_text()) for a in BeautifulSoup(page, "html.parser").select("a[data-order-id]")
+    }
+    assert numbers == set(harness.demo.guest_order_numbers)
