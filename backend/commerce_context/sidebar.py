@@ -21,7 +21,7 @@ from .commercetools import budget
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import read_body
 from .panels import Rendered, panel_context
-from .resolution import TicketContext, resolve
+from .resolution import Resolution, TicketContext, resolve
 from .settings import Settings
 
 __all__ = ["panels", "sidebar_get", "sidebar_post"]
@@ -101,7 +101,7 @@ def _csp(settings: Settings) -> str:
 
 async def panels(request: Request) -> Response:
     settings = _settings(request)
-    authenticate(request, settings)
+    agent = authenticate(request, settings)
     context = TicketContext.parse(await _json_body(request))
     store = settings.mappings.store_for_brand(context.brand_id)
     # One budget for the whole view, retries and second requests included: past it, the
@@ -112,14 +112,18 @@ async def panels(request: Request) -> Response:
             reader=request.state.reader,
             store=store,
             custom_fields=settings.mappings.order_custom_fields,
+            stores_configured=bool(settings.mappings.stores),
         )
+    _log_reveal(agent, context, resolution)
     rendered: Rendered = request.state.rendered
     key = None
     if resolution.fingerprint and resolution.as_of is None:
         # What the page shows depends on the entries, the keys searched and the store; not on
         # the ticket, so another ticket of the same shopper reuses the render.
         searched = (context.emails, context.external_id, context.order_number, context.order_id)
-        key = (resolution.fingerprint, searched, store)
+        # An unmapped brand's number is in a note: then the brand is part of the key.
+        brand = context.brand_id if store is None else None
+        key = (resolution.fingerprint, searched, store, brand)
         html = rendered.get(key)
         if html is not None:
             return HTMLResponse(html, headers=NO_STORE)
@@ -129,6 +133,24 @@ async def panels(request: Request) -> Response:
     if key is not None:
         rendered.put(key, html)
     return HTMLResponse(html, headers=NO_STORE)
+
+
+def _log_reveal(
+    agent: tokens.Session | tokens.ZendeskIdentity, context: TicketContext, resolution: Resolution
+) -> None:
+    """An agent chose to show an order of another store than the brand's: record who (ids only)."""
+    order = resolution.order
+    if not context.order_id or order is None or resolution.store is None:
+        return
+    order_store = (order.get("storeRef") or {}).get("key")
+    if order_store and order_store != resolution.store:
+        logger.info(
+            "order revealed: agent %s ticket %s order %s store %s",
+            agent.user_id or "-",
+            context.ticket_id if context.ticket_id is not None else "-",
+            order.get("orderNumber") or order.get("id"),
+            order_store,
+        )
 
 
 def authenticate(request: Request, settings: Settings) -> tokens.Session | tokens.ZendeskIdentity:
