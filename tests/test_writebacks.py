@@ -5,10 +5,12 @@ deleted order, cache eviction. Every update payload sent is checked against the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -18,6 +20,7 @@ from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
 from commerce_context.resolution import detail_views
 from commerce_context.webhooks import TicketEvent, enqueue_event
+from tests.faults import FaultProxy, serving
 from tests.openapi import assert_valid
 from tests.orders import custom_fields
 from tests.writepath import WritePath, write_path, write_settings
@@ -216,3 +219,55 @@ async def test_the_cached_order_is_evicted_when_the_write_lands(wp: WritePath) -
     [job_id] = await deliver(wp, event({STATUS_FIELD: "solved"}, order_number=order["orderNumber"]))
     assert (await wp.settled(await wp.job(job_id))).state == "done"
     assert await shown() == "resolved"
+
+
+# -- faults between the client and commercetools (a real proxy on loopback) -------------------
+
+
+@contextlib.asynccontextmanager
+async def faulty_run(
+    harness: Harness, tmp_path: Path, proxy: FaultProxy, count: int = 4
+) -> AsyncIterator[tuple[list[dict[str, Any]], list[Job], WritePath]]:
+    settings = write_settings(harness, tmp_path, ct_timeout=0.5, ct_max_retries=1)
+    async with serving(proxy) as url, write_path(harness, settings, api_url=url) as wp:
+        orders = [await wp.api.create_order(custom={"supportStatus": "open"}) for _ in range(count)]
+        ids = []
+        for order in orders:
+            ids += await deliver(wp, event({STATUS_FIELD: "solved"},
+                                           order_number=order["orderNumber"]))  # fmt: skip
+        jobs = [await wp.settled(await wp.job(i), within=60) for i in ids]
+        yield orders, jobs, wp
+
+
+async def test_429_with_retry_after_503_and_timeouts_every_job_completes_once(
+    harness: Harness, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(harness.api_url, ["429", "503", "hang"] * 4, retry_after="1")
+    async with faulty_run(harness, tmp_path, proxy) as (orders, jobs, wp):
+        assert not proxy.faults  # every scripted fault was served
+        assert [j.state for j in jobs] == ["done"] * len(orders), [j.last_error for j in jobs]
+        for order in orders:
+            after = await wp.api.order(order["id"])
+            assert custom_fields(after)["supportStatus"] == "resolved"
+            assert after["version"] == order["version"] + 1  # applied exactly once
+        # A 429 with Retry-After paused the destination and re-queued the job.
+        outcomes = {e.outcome for e in await wp.engine.audit.query(ticket=4242)}
+        assert "throttled" in outcomes and "dead" not in outcomes
+
+
+async def test_a_lost_response_to_an_update_is_not_applied_twice(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # The update reaches commercetools, but its answer never comes back: the client times out
+    # and sends it again with the old version (409), then with the current one.
+    def updates(method: str, path: str) -> bool:
+        return method == "POST" and "/orders/" in path
+
+    proxy = FaultProxy(harness.api_url, ["lost", "lost", "lost"], applies=updates)
+    async with faulty_run(harness, tmp_path, proxy, count=3) as (orders, jobs, wp):
+        assert not proxy.faults
+        assert [j.state for j in jobs] == ["done"] * 3, [j.last_error for j in jobs]
+        for order in orders:
+            after = await wp.api.order(order["id"])
+            assert custom_fields(after)["supportStatus"] == "resolved"
+            assert after["version"] == order["version"] + 1
