@@ -105,6 +105,10 @@ async def test_unexpected_errors_answer_500_without_a_traceback() -> None:
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert error["message"] == "Something went wrong on our side."
     assert html.status_code == 500 and "secret internals" not in html.text
+    assert error["correlation_id"] in html.text  # the page renders, with its reference
+    for answer in (response, html):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
 
 
 async def test_readyz_when_redis_is_down() -> None:

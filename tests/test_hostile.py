@@ -173,3 +173,161 @@ async def test_a_hung_upstream_with_nothing_cached_says_so_within_the_budget(
     error = response.json()["error"]
     assert error["code"] == "upstream_unavailable"
     assert "not answering" in error["message"]
+
+
+# -- callers that misbehave, against the service served by uvicorn on loopback ---------------------
+
+EVENTS_SECRET = "events-secret-for-hostile-tests-0123"
+BODY_TIMEOUT = 0.5
+
+
+class Served:
+    def __init__(self, url: str, client: httpx.AsyncClient, session: str) -> None:
+        self.url = url
+        self.client = client
+        self.session = session
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.session}"}
+
+    async def raw(self, request: bytes) -> bytes:
+        """Send bytes as they are, and read what comes back until the server closes."""
+        url = httpx.URL(self.url)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            return await asyncio.wait_for(reader.read(65536), BODY_TIMEOUT + 10)
+        finally:
+            writer.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def served(harness: Harness, zendesk: DemoZendesk) -> AsyncIterator[Served]:
+    from commerce_context.emulator.harness import serve
+
+    settings = demo_settings(
+        harness,
+        zendesk,
+        events_secret=EVENTS_SECRET,
+        body_timeout=BODY_TIMEOUT,
+        ct_backoff_base=0.01,
+        ct_backoff_max=0.1,
+    )
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        yield Served(url, client, await session_of(client, zendesk))
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b"\r\n", 1)[0].split()[1])
+
+
+async def test_a_chunked_form_without_a_length_is_bounded(served: Served) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"token="
+        for _ in range(64):
+            yield b"A" * 1024
+
+    response = await served.client.post(
+        "/zendesk/sidebar?origin=https://demo.zendesk.com&app_guid=abc",
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert "content-length" not in response.request.headers  # it really went chunked
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [
+        ("/zendesk/sidebar?origin=https://demo.zendesk.com&app_guid=abc", 17 * 1024),
+        ("/zendesk/panels", 17 * 1024),
+        ("/commercetools/events", 2 * 1024 * 1024),
+    ],
+)
+async def test_oversized_bodies_are_413_everywhere(served: Served, path: str, size: int) -> None:
+    headers = served.auth()
+    if path.startswith("/commercetools"):
+        headers = {"Authorization": f"Bearer {EVENTS_SECRET}"}
+    kind = "application/x-www-form-urlencoded" if "sidebar" in path else "application/json"
+    response = await served.client.post(
+        path, content=b" " * size, headers={**headers, "Content-Type": kind}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"emails": '])
+async def test_a_body_that_never_finishes_is_cut_off_with_408(served: Served, sent: bytes) -> None:
+    head = (
+        "POST /zendesk/panels HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {served.session}\r\nContent-Length: 200\r\n\r\n"
+    ).encode()
+    answer = await served.raw(head + sent)
+    assert status_of(answer) == 408
+    assert b"request_timeout" in answer
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"emails": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"emails": ["\\ud800@example.com"]}',
+        b'{"order_number": "\\udfff"}',
+        b'{"\\ud83d": 1}',
+    ],
+)
+async def test_hostile_json_in_panels_is_a_400(served: Served, body: bytes) -> None:
+    response = await served.client.post(
+        "/zendesk/panels",
+        content=body,
+        headers={**served.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code in (400, 413), response.text
+    assert response.json()["error"]["status"] == response.status_code
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"notificationType": "Message", "id": "\\ud800", "type": "OrderCreated",'
+        b' "resource": {"typeId": "order", "id": "o-1"}}',
+        b'{"notificationType": "Message", "id": "m-9", "type": "OrderCreated",'
+        b' "resource": {"typeId": "order", "id": "\\udc00"}}',
+    ],
+)
+async def test_hostile_json_in_events_is_a_400(served: Served, body: bytes) -> None:
+    response = await served.client.post(
+        "/commercetools/events",
+        content=body,
+        headers={"Authorization": f"Bearer {EVENTS_SECRET}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+
+
+async def test_pages_panels_and_errors_carry_csp_and_nosniff(
+    served: Served, harness: Harness
+) -> None:
+    anna = harness.demo.customers["anna-schmidt"]
+    answers = {
+        "sidebar page": await served.client.post(
+            "/zendesk/sidebar?origin=https://demo.zendesk.com&app_guid=abc",
+            data={"token": "not-a-token"},
+            headers={"Accept": "text/html"},
+        ),
+        "panels": await served.client.post(
+            "/zendesk/panels", json={"emails": [anna.email]}, headers=served.auth()
+        ),
+        "html error": await served.client.get("/zendesk/sidebar", headers={"Accept": "text/html"}),
+        "json error": await served.client.get("/nowhere"),
+    }
+    assert answers["panels"].status_code == 200
+    assert answers["html error"].status_code == 401
+    for name, response in answers.items():
+        assert response.headers.get("x-content-type-options") == "nosniff", name
+        csp = response.headers.get("content-security-policy", "")
+        assert "default-src 'self'" in csp and "frame-ancestors https://" in csp, name
+        assert "'unsafe-inline'" not in csp, name

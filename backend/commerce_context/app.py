@@ -24,6 +24,8 @@ from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
+from .headers import SecurityHeaders
+from .limits import BodyLimit
 from .database import Database
 from .demo import Demo
 from .handlers import HANDLERS
@@ -154,8 +156,21 @@ def create_app(
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(CorrelationMiddleware)],
-        exception_handlers=errors.handlers(templates),
+        middleware=[
+            Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
+            Middleware(CorrelationMiddleware),
+            Middleware(
+                BodyLimit,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+                paths={
+                    "/zendesk/sidebar": sidebar.MAX_FORM_BYTES,
+                    "/zendesk/panels": sidebar.MAX_JSON_BYTES,
+                    "/commercetools/events": events.MAX_BODY_BYTES,
+                },
+            ),
+        ],
+        exception_handlers=errors.handlers(templates, settings.frame_ancestors),
         lifespan=lifespan,
     )
 

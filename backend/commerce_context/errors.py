@@ -16,15 +16,17 @@ from __future__ import annotations
 import http
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from . import correlation
 from .exceptions import CommerceContextError
+from .headers import content_security_policy
 
 __all__ = ["PUBLIC_MESSAGES", "error_body", "handlers", "retry_after_header"]
 
@@ -73,7 +75,13 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
-def handlers(templates: Jinja2Templates) -> dict[Any, Any]:
+def handlers(templates: Jinja2Templates, frame_ancestors: Sequence[str] = ()) -> dict[Any, Any]:
+    # The 500 answer is sent outside the middleware stack: it carries the headers itself.
+    security = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": content_security_policy(frame_ancestors),
+    }
+
     def render(
         request: Request,
         status: int,
@@ -122,10 +130,16 @@ def handlers(templates: Jinja2Templates) -> dict[Any, Any]:
         # Runs outside the other middleware; the traceback is logged by the server when
         # ServerErrorMiddleware re-raises, so the response carries no detail.
         body = error_body(500, "internal_error", GENERIC_MESSAGE)
-        headers = {"Cache-Control": "no-store", "X-Correlation-ID": body["error"]["correlation_id"]}
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Correlation-ID": body["error"]["correlation_id"],
+            **security,
+        }
         if "text/html" in request.headers.get("accept", ""):
-            page = templates.get_template("error.html").render(error=body["error"])
-            return HTMLResponse(page, status_code=500, headers=headers)
+            # With the request: the page's stylesheet link needs `url_for`.
+            return templates.TemplateResponse(
+                request, "error.html", {"error": body["error"]}, status_code=500, headers=headers
+            )
         return JSONResponse(body, status_code=500, headers=headers)
 
     return {

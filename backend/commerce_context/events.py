@@ -17,7 +17,6 @@ address changed) also expire cached lists. Duplicates are recognised by message 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from starlette.responses import JSONResponse
 
 from .cache import Reader
 from .exceptions import BadRequest, NotFound, Unauthorized
-from .limits import read_body
+from .limits import parse_json, read_body
 from .settings import Settings
 
 __all__ = ["Event", "apply_events", "parse_payload", "receive"]
@@ -143,11 +142,7 @@ async def receive(request: Request) -> JSONResponse:
         given.strip().encode(), secret.get_secret_value().encode()
     ):
         raise Unauthorized("Wrong or missing events secret.")
-    body = await read_body(request, MAX_BODY_BYTES)
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.") from None
+    payload: Any = parse_json(await read_body(request, MAX_BODY_BYTES))
     events = [parse_payload(p) for p in (payload if isinstance(payload, list) else [payload])]
     outcome = await apply_events(request.state.reader, events)
     logger.info(

@@ -7,6 +7,9 @@
     - Unauthorized                  401 (token missing, invalid, expired)
     - Forbidden                     403
     - NotFound                      404
+    - RequestTimeout                408 (the body did not arrive in time)
+    - PayloadTooLarge               413
+    - TooManyRequests               429 (with retry_after)
   + UpstreamError                   a third-party API failed us (502)
     - UpstreamUnavailable           timeouts, 5xx/429 after retries (503)
       . CacheUnavailable            the cache's Redis does not answer (503)
@@ -71,6 +74,31 @@ class NotFound(ClientError):
 
     status_code = 404
     code = "not_found"
+
+
+class RequestTimeout(ClientError):
+    """The request body did not arrive in time."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
+class PayloadTooLarge(ClientError):
+    """The request body is too large."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(ClientError):
+    """Too many requests; try again later."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(CommerceContextError):

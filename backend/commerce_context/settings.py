@@ -388,6 +388,12 @@ class Settings(BaseSettings):
     view_budget: float = Field(
         default=3.0, gt=0, le=60, description="seconds a ticket view waits for commercetools"
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest request body"
+    )
+    body_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="seconds to wait for each piece of a body"
+    )
     events_secret: SecretStr | None = Field(
         default=None, description="shared secret of the commercetools events endpoint"
     )

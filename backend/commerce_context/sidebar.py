@@ -9,7 +9,6 @@ or, in the bundled-assets mode, with a ZAF secure-request JWT (`Bearer {{jwt.tok
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from . import tokens
 from .commercetools import budget
 from .exceptions import BadRequest, NotFound, Unauthorized
-from .limits import read_body
+from .limits import parse_json, read_body
 from .panels import Rendered, panel_context
 from .resolution import Resolution, TicketContext, resolve
 from .settings import Settings
@@ -56,9 +55,10 @@ async def sidebar_get(request: Request) -> Response:
 
 async def sidebar_post(request: Request) -> Response:
     settings = _settings(request)
-    declared = request.headers.get("content-length") or "0"
-    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
-        raise BadRequest("The request is too large or its Content-Length is not a number.")
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise BadRequest("The Content-Length header is not a number.")
+    # Its size (MAX_FORM_BYTES), declared or chunked, and its pace: limits.BodyLimit.
     form = await request.form(max_files=0, max_fields=20)
     token = form.get("token")
     if not isinstance(token, str) or not token:
@@ -174,8 +174,4 @@ def authenticate(request: Request, settings: Settings) -> tokens.Session | token
 async def _json_body(request: Request) -> Any:
     if "json" not in request.headers.get("content-type", ""):
         raise BadRequest("Send the ticket context as application/json.")
-    body = await read_body(request, MAX_JSON_BYTES)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.") from None
+    return parse_json(await read_body(request, MAX_JSON_BYTES))
