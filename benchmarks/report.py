@@ -154,13 +154,13 @@ def targets(results: Results, run: Run) -> list[str]:
         ],
         [
             "a",
-            "a cached panel costs no upstream call (DESIGN.md)",
+            "a cached panel costs no upstream call (design target)",
             f"{upstream} upstream requests in {served:,} panel views",
             met(upstream == 0),
         ],
         [
             "a",
-            "server time beyond the token check 'well under a millisecond' (DESIGN.md; "
+            "server time beyond the token check 'well under a millisecond' (design target; "
             "read here as < 0.5 ms)",
             f"{beyond:.2f} ms (in process: median call minus the token check's profiled share)",
             met(beyond < 0.5),

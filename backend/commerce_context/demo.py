@@ -58,7 +58,7 @@ class DemoZendesk:
         }
 
     def token(self, *, lifetime: int = 300, **overrides: Any) -> str:
-        """A signed-URL token shaped like the ones Zendesk posts (reference/zendesk.md §1.2)."""
+        """A signed-URL token with the claims Zendesk documents for the ones it posts."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": f"{self.subdomain}.zendesk.com",

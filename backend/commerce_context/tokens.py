@@ -1,6 +1,6 @@
 """Who is calling: Zendesk's app JWTs in, our own short-lived session tokens out.
 
-Two ways in from a Zendesk Support sidebar (reference/zendesk.md §1):
+Two ways in from a Zendesk Support sidebar, both documented by Zendesk's Apps framework:
 
 * **Signed URLs** (the primary one). Zendesk POSTs the app's entry URL with a form field
   `token`: an RS256 JWT signed with the app's private key. `verify_signed_url_token` checks it

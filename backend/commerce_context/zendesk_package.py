@@ -9,7 +9,7 @@ backend, and refuses to write a package that `validate_package` rejects.
 
 `validate_package` checks a zip offline. Zendesk's own check (`zcli apps:validate`) uploads the
 zip to an account, so this module re-implements the rules of the `zendesk_apps_support` gem that
-Zendesk runs server-side (reference/zendesk.md §2.1-§2.3), plus Zendesk's documented file
+Zendesk runs server-side (github.com/zendesk/zendesk_apps_support), plus Zendesk's documented file
 requirements (logos) and a few rules of this project. Rules the gem only *warns* about (secure
 parameters without scopes, defaults on secure parameters, key-like names that are not secure) are
 errors here: a package we ship must not trigger them.
@@ -50,7 +50,7 @@ SIDEBAR_PATH = "/zendesk/sidebar"
 PLACEHOLDER_BACKEND_URL = "https://commerce-context.example.com"
 DEFAULT_OUT = Path("dist/commerce-context-zendesk.zip")
 
-# --- rules taken from zendesk/zendesk_apps_support (see reference/zendesk.md §2) -------------
+# --- rules taken from the zendesk/zendesk_apps_support gem ---------------------------------
 # manifest.rb RUBY_TO_JSON + validations/manifest.rb boolean_error / string_error
 BOOLEAN_KEYS = ("requirementsOnly", "marketingOnly", "singleInstall", "signedUrls", "private")
 STRING_KEYS = (
