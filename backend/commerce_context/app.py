@@ -24,12 +24,12 @@ from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
 from .commercetools import CommercetoolsClient
 from .correlation import CorrelationMiddleware
-from .headers import SecurityHeaders
-from .limits import BodyLimit
 from .database import Database
 from .demo import Demo
 from .handlers import HANDLERS
+from .headers import SecurityHeaders
 from .jobs import Queue
+from .limits import BodyLimit
 from .panels import Rendered
 from .policy import Policy
 from .poller import MessagesPoller
