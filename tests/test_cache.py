@@ -347,3 +347,53 @@ async def test_a_cancelled_leader_does_not_fail_the_views_waiting_on_it(
     answers = await asyncio.gather(*followers)
     assert all(a.found["e0"][0]["firstName"] == "James" for a in answers)
     assert leader.cancelled()
+
+
+# -- the stores' atomic operations ----------------------------------------------------------------
+
+
+async def test_a_lock_is_released_only_by_its_owner(store: Callable[[], Store]) -> None:
+    one, other = store(), store()  # two replicas
+    key = f"lock-{uuid.uuid4().hex}"
+    owner = await one.acquire(key, 10)
+    assert owner is not None
+    assert await other.acquire(key, 10) is None
+    await other.release(key, "not-the-owner")
+    assert await other.acquire(key, 10) is None  # still held
+    await one.release(key, owner)
+    assert await other.acquire(key, 10) is not None
+
+
+async def test_an_expired_lock_taken_over_is_not_released_by_the_late_owner(
+    store: Callable[[], Store],
+) -> None:
+    one, other = store(), store()
+    key = f"lock-{uuid.uuid4().hex}"
+    late = await one.acquire(key, 0.05)
+    assert late is not None
+    await asyncio.sleep(0.15)  # the lock expires while its owner is still busy
+    taken = await other.acquire(key, 10)
+    assert taken is not None
+    await one.release(key, late)  # the late owner finishes: it must not free the new lock
+    assert await one.acquire(key, 10) is None
+
+
+async def test_window_counters_and_markers(store: Callable[[], Store]) -> None:
+    s = store()
+    key = f"count-{uuid.uuid4().hex}"
+    assert [await s.count(key, 0.2) for _ in range(3)] == [1, 2, 3]
+    await asyncio.sleep(0.3)
+    assert await s.count(key, 0.2) == 1  # a new window
+    marker = f"marker-{uuid.uuid4().hex}"
+    assert await s.add(marker, b"x", 10)
+    assert not await s.add(marker, b"y", 10)
+
+
+async def test_the_memory_stores_locks_and_markers_are_bounded() -> None:
+    memory = MemoryStore(1024 * 1024)
+    for i in range(30_000):
+        assert await memory.acquire(f"lock:{i}", 3600) is not None
+        assert await memory.add(f"seen:{i}", b"1", 3600)
+    assert memory.size_bytes <= memory.max_bytes
+    # The oldest gave way to the bound (an evicted lock costs a duplicate request at most).
+    assert await memory.acquire("lock:0", 3600) is not None

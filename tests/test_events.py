@@ -223,3 +223,99 @@ def test_parse_payload_extracts_versions() -> None:
     assert (event.kind, event.resource_id, event.version) == ("order", "o-1", 7)
     with pytest.raises(BadRequest):
         parse_payload(42)
+
+
+class Switch(httpx.AsyncHTTPTransport):
+    """The real network to the emulator until switched off (an outage of reads)."""
+
+    down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down and request.url.path != "/oauth/token":
+            raise httpx.ConnectError("commercetools switched off", request=request)
+        return await super().handle_async_request(request)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def switched(
+    harness: Harness,
+) -> AsyncIterator[tuple[Sidebar, httpx.AsyncClient, Switch]]:
+    zendesk = DemoZendesk.generate()
+    settings = demo_settings(
+        harness,
+        zendesk,
+        events_secret=SECRET,
+        ct_max_retries=0,
+        breaker_threshold=100,  # every request really goes out, and fails
+        cache_ttl_lists=0,
+        cache_ttl_order=0,
+        cache_ttl_customer=0,
+    )
+    switch = Switch()
+    async with (
+        httpx.AsyncClient(transport=switch) as http,
+        app_client(create_app(settings, http=http), raise_errors=True) as client,
+    ):
+        yield Sidebar(client, zendesk, Recorder()), client, switch
+
+
+async def test_an_event_that_failed_to_apply_is_applied_on_redelivery(
+    switched: tuple[Sidebar, httpx.AsyncClient, Switch], harness: Harness
+) -> None:
+    sidebar, client, switch = switched
+    order = harness.demo.orders["DE-1002"]
+    await sidebar.page(order_number="DE-1002")
+    event = message(order.payment_ids[0], 7, "PaymentTransactionAdded", "payment")
+    switch.down = True  # the payment's orders cannot be asked for
+    failed = await post(client, event)
+    assert failed.status_code == 503
+    assert int(failed.headers["retry-after"]) >= 1
+    switch.down = False
+    redelivered = (await post(client, event)).json()
+    assert redelivered["duplicates"] == 0 and redelivered["evicted"] == 1
+    assert (await post(client, event)).json()["duplicates"] == 1  # applied: now it is seen
+
+
+async def test_a_list_event_during_an_outage_keeps_the_stale_panels(
+    switched: tuple[Sidebar, httpx.AsyncClient, Switch], harness: Harness
+) -> None:
+    sidebar, client, switch = switched
+    anna = harness.demo.customers["anna-schmidt"]
+    live = await sidebar.page(emails=[anna.email])
+    assert live.select_one('[data-testid="stale"]') is None
+    switch.down = True
+    try:
+        created = await post(client, message(str(uuid.uuid4()), 1, "OrderCreated"))
+        assert created.status_code == 202
+        stale = await sidebar.panels(emails=[anna.email])
+    finally:
+        switch.down = False
+    assert stale.status_code == 200, stale.text  # not "nothing cached"
+    assert 'data-testid="stale"' in stale.text and f'data-customer-id="{anna.id}"' in stale.text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {**message("o-1", 1), "id": "m" * 300},
+        {**message("o-1", 1), "resource": {"typeId": "order", "id": "o" * 300}},
+        {**message("o-1", 1), "type": "T" * 300},
+        {**message("o-1", 1), "resource": {"typeId": "order", "id": {"nested": "object"}}},
+    ],
+)
+async def test_client_supplied_ids_are_bounded(
+    service: tuple[Sidebar, httpx.AsyncClient], payload: dict[str, Any]
+) -> None:
+    _, client = service
+    response = await post(client, payload)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_a_request_holds_a_bounded_number_of_events(
+    service: tuple[Sidebar, httpx.AsyncClient],
+) -> None:
+    _, client = service
+    one = message(str(uuid.uuid4()), 1, "ProductPublished", "product")
+    response = await post(client, [one] * 1001)
+    assert response.status_code == 400

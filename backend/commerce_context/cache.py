@@ -209,9 +209,14 @@ class Reader:
             await self._store.delete([self._entity_key("order", o["id"]) for o in holders])
         return len(holders)
 
-    async def first_sighting(self, key: str, ttl: float) -> bool:
-        """True the first time `key` is seen within `ttl` (atomic, shared with replicas)."""
-        return await self._store.acquire(self._ns + "seen:" + key, ttl)
+    async def seen(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each key was marked by `mark_seen` (and has not expired); shared with
+        replicas."""
+        values = await self._store.get_many([self._ns + "seen:" + k for k in keys])
+        return [v is not None for v in values]
+
+    async def mark_seen(self, keys: Sequence[str], ttl: float) -> None:
+        await self._store.set_many({self._ns + "seen:" + k: b"1" for k in keys}, ttl)
 
     async def check_store(self) -> None:
         """Raises UpstreamUnavailable when the cache's store (Redis) does not answer."""
@@ -231,7 +236,7 @@ class Reader:
             return answer
         lock = self._ns + "lock:" + key
         deadline = self._clock() + self._lock_wait
-        while not await self._store.acquire(lock, self._lock_wait):
+        while (owner := await self._store.acquire(lock, self._lock_wait)) is None:
             # Another instance is fetching the same thing: wait for its result.
             if self._clock() > deadline:
                 break
@@ -242,7 +247,8 @@ class Reader:
         try:
             return await self._from_upstream(reads, refresh, name)
         finally:
-            await self._store.release(lock)
+            if owner is not None:
+                await self._store.release(lock, owner)
 
     # -- the three ways to answer -----------------------------------------------------------------
 

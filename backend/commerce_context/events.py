@@ -11,7 +11,11 @@ the merchant's queue bridge forwards each payload to `POST /commercetools/events
 Delivery is at least once and unordered, so every event is treated as "this entity is now at
 version N": a cached entity at N or newer is kept (an old or repeated message changes nothing),
 an older one is evicted. Events that can add or remove list members (an order created, an
-address changed) also expire cached lists. Duplicates are recognised by message id.
+address changed) also expire cached lists (kept, no longer fresh: the "as of" fallback still
+serves them during an outage). Duplicates are recognised by message id, and an event is
+marked as seen only after it was applied: one whose application failed (commercetools down
+for a payment's orders, Redis down) is applied again when the bridge redelivers it.
+Identifiers are length-bounded (`MAX_ID`), and one request holds at most `MAX_EVENTS`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = ["Event", "apply_events", "parse_payload", "receive"]
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_ID = 256  # commercetools ids are UUIDs; message types and typeIds are short names
+MAX_EVENTS = 1000
 SEEN_TTL = 7 * 86400.0  # commercetools keeps messages 15 days; redeliveries come much sooner
 KINDS = {"order": "order", "customer": "customer", "cart": "cart", "payment": "payment"}
 # Message types after which cached lists (a customer's orders, an address's customers) may be
@@ -61,6 +67,14 @@ class Event:
 
 def parse_payload(payload: object) -> Event:
     """One Platform or CloudEvents payload; BadRequest naming what is wrong."""
+    event = _parse(payload)
+    for name in ("id", "type", "kind", "resource_id"):
+        if len(getattr(event, name)) > MAX_ID:
+            raise BadRequest(f"The event's {name} is longer than {MAX_ID} characters.")
+    return event
+
+
+def _parse(payload: object) -> Event:
     if not isinstance(payload, Mapping):
         raise BadRequest("Each event must be a JSON object.")
     if "specversion" in payload:
@@ -69,7 +83,7 @@ def parse_payload(payload: object) -> Event:
         data = payload.get("data")
         if not isinstance(data, Mapping):
             raise BadRequest("A CloudEvents payload must carry the Platform payload in data.")
-        event = parse_payload(data)
+        event = _parse(data)
         cloud_id = payload.get("id")
         return Event(
             str(cloud_id) if cloud_id else event.id,
@@ -80,8 +94,14 @@ def parse_payload(payload: object) -> Event:
         )
     kind_of = payload.get("notificationType")
     resource = payload.get("resource")
-    if not isinstance(resource, Mapping) or not resource.get("typeId") or not resource.get("id"):
-        raise BadRequest("An event needs resource.typeId and resource.id.")
+    if (
+        not isinstance(resource, Mapping)
+        or not isinstance(resource.get("typeId"), str)
+        or not isinstance(resource.get("id"), str)
+        or not resource["typeId"]
+        or not resource["id"]
+    ):
+        raise BadRequest("An event needs resource.typeId and resource.id (strings).")
     type_id, resource_id = str(resource["typeId"]), str(resource["id"])
     if kind_of == "Message":
         message_id, message_type = payload.get("id"), payload.get("type")
@@ -110,12 +130,16 @@ class Outcome:
 
 
 async def apply_events(reader: Reader, events: list[Event]) -> Outcome:
+    """Apply what was not applied before; raises (marking nothing) if applying fails."""
     outcome = Outcome()
     lists_changed = False
-    for event in events:
-        if not await reader.first_sighting("event:" + event.id, SEEN_TTL):
+    keys = ["event:" + e.id for e in events]
+    applied: list[str] = []
+    for event, key, seen in zip(events, keys, await reader.seen(keys), strict=True):
+        if seen or key in applied:
             outcome.duplicates += 1
             continue
+        applied.append(key)
         outcome.accepted += 1
         if event.kind not in KINDS:
             outcome.ignored += 1
@@ -128,6 +152,9 @@ async def apply_events(reader: Reader, events: list[Event]) -> Outcome:
             outcome.evicted += 1
     if lists_changed:
         await reader.invalidate_lists()
+    # Only now: an exception above leaves them unseen, so a redelivery applies them.
+    if applied:
+        await reader.mark_seen(applied, SEEN_TTL)
     return outcome
 
 
@@ -143,7 +170,10 @@ async def receive(request: Request) -> JSONResponse:
     ):
         raise Unauthorized("Wrong or missing events secret.")
     payload: Any = parse_json(await read_body(request, MAX_BODY_BYTES))
-    events = [parse_payload(p) for p in (payload if isinstance(payload, list) else [payload])]
+    payloads = payload if isinstance(payload, list) else [payload]
+    if len(payloads) > MAX_EVENTS:
+        raise BadRequest(f"At most {MAX_EVENTS} events per request.")
+    events = [parse_payload(p) for p in payloads]
     outcome = await apply_events(request.state.reader, events)
     logger.info(
         "events: %d accepted, %d evicted, %d duplicates, %d ignored",

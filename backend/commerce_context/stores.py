@@ -1,12 +1,15 @@
 """Key-value stores behind the entity cache: in-process (default) and Redis (several instances).
 
-Both hold opaque bytes with a time to live and offer the few atomic operations the cache needs:
-counters (generations) and short locks (cross-instance request coalescing). The same behaviour
-tests run against both (tests/test_cache.py), the Redis ones against a real server.
+Both hold opaque bytes with a time to live and offer the few atomic operations the service
+needs: counters (list generations), set-if-absent markers (tokens used once), window counters
+(rate limits) and short locks (cross-instance request coalescing) that only their owner can
+release. The same behaviour tests run against both (tests/test_cache.py), the Redis ones
+against a real server.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,8 +29,10 @@ class Store(Protocol):
     async def delete(self, keys: Sequence[str]) -> None: ...
     async def incr(self, key: str) -> int: ...
     async def get_int(self, key: str) -> int: ...
-    async def acquire(self, key: str, ttl: float) -> bool: ...
-    async def release(self, key: str) -> None: ...
+    async def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+    async def count(self, key: str, ttl: float) -> int: ...
+    async def acquire(self, key: str, ttl: float) -> str | None: ...
+    async def release(self, key: str, owner: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -35,7 +40,9 @@ class MemoryStore:
     """Bounded by total bytes: least recently used entries go first, expired ones on sight.
 
     A plain ordered dict rather than a general-purpose cache: per entry it keeps only the key,
-    the value and its expiry, which is most of what an entity costs in memory.
+    the value and its expiry, which is most of what an entity costs in memory. Locks, markers
+    and window counters are entries too, so the byte bound holds them as well (an evicted lock
+    or marker costs at most a duplicate request or a re-applied, idempotent event).
     """
 
     OVERHEAD = 100  # bytes of bookkeeping counted per entry, besides key and value
@@ -45,8 +52,7 @@ class MemoryStore:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._size = 0
-        self._counters: dict[str, int] = {}
-        self._locks: dict[str, float] = {}
+        self._counters: dict[str, int] = {}  # list generations: one per namespace
 
     @property
     def size_bytes(self) -> int:
@@ -102,18 +108,47 @@ class MemoryStore:
     async def get_int(self, key: str) -> int:
         return self._counters.get(key, 0)
 
-    async def acquire(self, key: str, ttl: float) -> bool:
-        now = self._clock()
-        if self._locks.get(key, 0) > now:
+    def _live(self, key: str) -> tuple[bytes, float] | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] <= self._clock():
+            self._drop(key)
+            return None
+        return entry
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        if self._live(key) is not None:
             return False
-        self._locks[key] = now + ttl
+        await self.set_many({key: value}, ttl)
         return True
 
-    async def release(self, key: str) -> None:
-        self._locks.pop(key, None)
+    async def count(self, key: str, ttl: float) -> int:
+        entry = self._live(key)
+        if entry is None:
+            await self.set_many({key: b"1"}, ttl)
+            return 1
+        value = str(int(entry[0]) + 1).encode()
+        self._drop(key)
+        self._entries[key] = (value, entry[1])  # the window keeps its end
+        self._size += self._cost(key, value)
+        return int(value)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        owner = secrets.token_hex(8)
+        return owner if await self.add(key, owner.encode(), ttl) else None
+
+    async def release(self, key: str, owner: str) -> None:
+        entry = self._live(key)
+        if entry is not None and entry[0] == owner.encode():
+            self._drop(key)
 
     async def close(self) -> None:
         return None
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 class RedisStore:
@@ -162,14 +197,30 @@ class RedisStore:
         value = await self._call(self._redis.get(self._k(key)))
         return int(value) if value is not None else 0
 
-    async def acquire(self, key: str, ttl: float) -> bool:
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
         result = await self._call(
-            self._redis.set(self._k(key), b"1", nx=True, px=max(int(ttl * 1000), 1))
+            self._redis.set(self._k(key), value, nx=True, px=max(int(ttl * 1000), 1))
         )
         return bool(result)
 
-    async def release(self, key: str) -> None:
-        await self._call(self._redis.delete(self._k(key)))
+    async def count(self, key: str, ttl: float) -> int:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                # The first request of a window sets its end; INCR keeps the expiry.
+                pipe.set(self._k(key), 0, nx=True, px=max(int(ttl * 1000), 1))
+                pipe.incr(self._k(key))
+                _, value = await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+        return int(value)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        owner = secrets.token_hex(8)
+        return owner if await self.add(key, owner.encode(), ttl) else None
+
+    async def release(self, key: str, owner: str) -> None:
+        # Only the owner's: a lock that expired and was taken by another instance stays.
+        await self._call(self._redis.eval(_RELEASE, 1, self._k(key), owner))
 
     async def close(self) -> None:
         await self._redis.aclose()
