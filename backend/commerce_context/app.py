@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
-from . import errors, events, health, panels, sidebar
+from . import actions, errors, events, health, panels, sidebar, webhooks
 from .audit import Audit
 from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
@@ -67,6 +67,7 @@ def create_app(
 ) -> Starlette:
     """`http` is injected by tests; in production the lifespan creates the one shared client."""
     templates = Jinja2Templates(env=_environment())
+    actions.install_globals(templates.env, settings)
     policy = Policy(settings.mappings.field_policy)  # ConfigError on an unknown field path
 
     @asynccontextmanager
@@ -149,9 +150,14 @@ def create_app(
         Route("/zendesk/sidebar", sidebar.sidebar_get, methods=["GET"]),
         Route("/zendesk/sidebar", sidebar.sidebar_post, methods=["POST"], name="sidebar"),
         Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
+        Route("/zendesk/webhooks", webhooks.receive, methods=["POST"], name="webhooks"),
+        Route("/zendesk/actions", actions.submit, methods=["POST"], name="actions"),
+        Route("/zendesk/actions/{job_id}", actions.status, methods=["GET"]),
+        Route("/zendesk/activity", actions.activity, methods=["GET"], name="activity"),
         Route("/commercetools/events", events.receive, methods=["POST"]),
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
+        Route("/demo/zendesk/webhook", webhooks.demo_sign, methods=["POST"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
     return Starlette(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import actions, writebacks
+from . import actions, writebacks, zendesk_sync
 from .webhooks import PREFETCH, WRITEBACK
 from .worker import Handler, JobContext
 
@@ -26,4 +26,5 @@ HANDLERS: dict[str, Handler] = {
     WRITEBACK: writebacks.writeback,
     PREFETCH: writebacks.prefetch,
     **actions.HANDLERS,
+    **zendesk_sync.HANDLERS,
 }

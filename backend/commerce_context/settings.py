@@ -254,6 +254,68 @@ class Scrub(BaseModel):
         return value
 
 
+UserFieldSource = Literal["store", "customer_group", "locale", "customer_number", "company"]
+TicketFieldSource = Literal[
+    "order_number",
+    "order_state",
+    "shipment_state",
+    "payment_state",
+    "store",
+    "currency",
+    "locale",
+    "market",
+]
+_FIELD_KEY = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+class ZendeskSync(BaseModel):
+    """[zendesk_sync]: customers to Zendesk users, order state to ticket fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: bool = Field(default=False, description="sync customers to Zendesk users")
+    orders: bool = Field(default=False, description="write order state to ticket fields")
+    user_fields: dict[str, UserFieldSource] = Field(
+        default_factory=dict, description="Zendesk user field key -> what it holds"
+    )
+    other_ids_field: str | None = Field(
+        default=None, description="user field keeping the other customer ids of a shared email"
+    )
+    organizations: bool = Field(default=True, description="company name -> organization")
+    ticket_fields: dict[TicketFieldSource, int] = Field(
+        default_factory=dict, description="what -> Zendesk ticket field id"
+    )
+    update_solved: bool = Field(default=False, description="also update solved tickets")
+    job_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    job_poll_timeout: float = Field(default=30.0, gt=0, le=600)
+    failed_retries: int = Field(default=3, ge=0, le=10)
+    batch_window: float = Field(default=2.0, ge=0, le=300)
+
+    @field_validator("user_fields")
+    @classmethod
+    def _user_field_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _FIELD_KEY.match(key):
+                raise ValueError(f"{key!r} is not a Zendesk user field key (a-z, 0-9, _)")
+        return value
+
+    @field_validator("other_ids_field")
+    @classmethod
+    def _other_ids_field(cls, value: str | None) -> str | None:
+        if value is not None and not _FIELD_KEY.match(value):
+            raise ValueError(f"{value!r} is not a Zendesk user field key (a-z, 0-9, _)")
+        return value
+
+    @field_validator("ticket_fields")
+    @classmethod
+    def _ticket_field_ids(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(field_id <= 0 for field_id in value.values()):
+            raise ValueError("ticket field ids are positive integers")
+        if len(set(value.values())) != len(value):
+            raise ValueError("one ticket field is mapped twice")
+        return value
+
+
 class Mappings(BaseModel):
     """The TOML config file: store scoping and the field policy."""
 
@@ -272,6 +334,7 @@ class Mappings(BaseModel):
     tracking_urls: dict[str, str] = Field(default_factory=dict)
     writebacks: Writebacks = Field(default_factory=Writebacks)
     actions: Actions = Field(default_factory=Actions)
+    zendesk_sync: ZendeskSync = Field(default_factory=ZendeskSync)
 
     @field_validator("tracking_urls")
     @classmethod

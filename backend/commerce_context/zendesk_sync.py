@@ -1,0 +1,613 @@
+"""Outbound sync to Zendesk: customers to users (and organizations), order state to ticket fields.
+
+Job kinds (registered in handlers.py; configured by `[zendesk_sync]` in the mappings file):
+
+* `zendesk.sync_customers` (destination `zendesk:users`), payload `{"customer_ids": [...]}`:
+  reads the customers from commercetools and upserts them as Zendesk users with
+  `create_or_update_many` (at most 100 per call), polls the Zendesk job and records each
+  customer's outcome (Created / Updated / Failed) in the audit log. Live changes are enqueued one
+  customer at a time after a short batch window; the job that runs first absorbs the other
+  queued ones, so a burst of changes costs one Zendesk call per 100 customers.
+* `zendesk.order_to_tickets` (destination `zendesk`), payload `{"order_id": ...}`: finds the
+  tickets linked to the order (the audit log's ticket-to-order associations, and Zendesk search
+  on the order-number field) and enqueues one ticket job per ticket.
+* `zendesk.ticket_fields` (destination `zendesk:tickets`), payload `{"ticket_id", "order_id"}`,
+  coalesced per ticket: reads the order (its latest state) and the ticket, and writes the mapped
+  fields that differ, as a `safe_update`.
+
+De-duplication rules (docs/sync.md, "Zendesk"):
+
+* `external_id` of a Zendesk user = a commercetools customer id; users are matched by it, else by
+  email, so a Zendesk user that already has the email but no external id is **linked**, not
+  duplicated.
+* Customers of several stores sharing one email become **one** Zendesk user. Its external id is
+  the id of the **oldest** of those customers (earliest `createdAt`, then smallest id): a choice
+  that does not depend on which customer happens to sync first and does not change when another
+  store's customer signs up later. The other customers' ids go into the user field named by
+  `other_ids_field`, space-separated.
+* A customer whose email changed is updated through its external id, never recreated: Zendesk
+  adds the new address as an identity, and the sync makes it the primary one.
+* Nothing is ever merged or deleted in Zendesk; conflicts (the new email belongs to another
+  Zendesk user) are recorded as Failed for an agent to resolve.
+
+Every handler is idempotent: it re-reads commercetools, so a re-run writes the latest values, and
+a ticket field already holding the wanted value is not written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import correlation
+from .exceptions import CommerceContextError, UpstreamNotFound
+from .jobs import Job, Queue, Retry
+from .queries import Arg, Read, by_ids, compose, order_by_id
+from .settings import Settings, ZendeskSync
+from .views import View
+from .worker import JobContext
+from .zendesk import MAX_BATCH, ZendeskClient, sanitise
+
+__all__ = [
+    "CUSTOMERS_KIND",
+    "HANDLERS",
+    "ORDER_KIND",
+    "TICKET_KIND",
+    "enqueue_customer",
+    "enqueue_customers",
+    "enqueue_for_events",
+    "enqueue_order",
+    "order_to_tickets",
+    "sync_customers",
+    "ticket_fields",
+]
+
+logger = logging.getLogger(__name__)
+
+CUSTOMERS_KIND = "zendesk.sync_customers"
+ORDER_KIND = "zendesk.order_to_tickets"
+TICKET_KIND = "zendesk.ticket_fields"
+SOURCE = "worker"
+SAME_EMAIL_LIMIT = 500  # customers sharing the batch's emails, read in one query
+RETRY_FAILED_AFTER = 60.0  # seconds before customers Failed in a Zendesk job are tried again
+
+SYNC_CUSTOMER = View(
+    "zendesk_customer",
+    "Customer",
+    """
+    id version createdAt email customerNumber firstName lastName locale companyName
+    customerGroup { key }
+    storesRef { key }
+    """,
+)
+SYNC_ORDER = View(
+    "zendesk_order",
+    "Order",
+    """
+    id version orderNumber orderState shipmentState paymentState locale country
+    storeRef { key }
+    totalPrice { currencyCode }
+    """,
+)
+# Order messages after which the mapped ticket fields may change.
+ORDER_MESSAGES = frozenset(
+    {
+        "OrderCreated", "OrderImported", "OrderStateChanged", "OrderShipmentStateChanged",
+        "OrderPaymentStateChanged", "ParcelAddedToDelivery", "DeliveryAdded",
+        "ReturnInfoAdded", "ReturnInfoSet", "OrderStoreSet", "OrderStateTransition",
+        "ResourceCreated", "ResourceUpdated",
+    }
+)  # fmt: skip
+
+
+def _config(ctx: JobContext) -> ZendeskSync:
+    return ctx.settings.mappings.zendesk_sync
+
+
+def _client(ctx: JobContext) -> ZendeskClient:
+    return ZendeskClient(ctx.settings, ctx.http)
+
+
+# -- producing -----------------------------------------------------------------------------------
+
+
+async def enqueue_customer(
+    queue: Queue,
+    settings: Settings,
+    customer_id: str,
+    *,
+    version: int | None = None,
+    source: str = "commercetools",
+    correlation_id: str | None = None,
+) -> Job:
+    """One changed customer; synced after the batch window together with others queued then."""
+    marker = version if version is not None else f"t{time.time_ns()}"
+    return await queue.enqueue(
+        CUSTOMERS_KIND,
+        {"customer_ids": [customer_id]},
+        key=f"zendesk:customer:{customer_id}:{marker}",
+        destination="zendesk:users",
+        coalesce=f"zendesk:customer:{customer_id}",
+        delay=settings.mappings.zendesk_sync.batch_window,
+        correlation_id=correlation_id,
+        source=source,
+    )
+
+
+async def enqueue_customers(
+    queue: Queue,
+    customer_ids: Sequence[str],
+    *,
+    key: str,
+    source: str = "backfill",
+    correlation_id: str | None = None,
+) -> list[Job]:
+    """Customers in batches of 100 (a backfill page); `key` makes re-enqueueing a no-op."""
+    jobs = []
+    for start in range(0, len(customer_ids), MAX_BATCH):
+        batch = list(customer_ids[start : start + MAX_BATCH])
+        jobs.append(
+            await queue.enqueue(
+                CUSTOMERS_KIND,
+                {"customer_ids": batch},
+                key=f"{key}:{start // MAX_BATCH}",
+                destination="zendesk:users",
+                correlation_id=correlation_id,
+                source=source,
+            )
+        )
+    return jobs
+
+
+async def enqueue_order(
+    queue: Queue,
+    order_id: str,
+    *,
+    version: int | None = None,
+    source: str = "commercetools",
+    correlation_id: str | None = None,
+) -> Job:
+    """A changed order; coalesced while queued, so only its latest state is looked at."""
+    marker = version if version is not None else f"t{time.time_ns()}"
+    return await queue.enqueue(
+        ORDER_KIND,
+        {"order_id": order_id},
+        key=f"zendesk:order:{order_id}:{marker}",
+        destination="zendesk",
+        coalesce=f"zendesk:order:{order_id}",
+        correlation_id=correlation_id,
+        source=source,
+    )
+
+
+async def enqueue_for_events(queue: Queue, settings: Settings, events: Iterable[Any]) -> int:
+    """Sync jobs for commercetools events (`events.Event`: kind, type, resource_id, version),
+    as the subscription endpoint and the Messages poller deliver them. Returns jobs enqueued."""
+    config = settings.mappings.zendesk_sync
+    if not settings.zendesk_api_enabled:
+        return 0
+    count = 0
+    for event in events:
+        if event.kind == "customer" and config.customers and event.type != "CustomerDeleted":
+            await enqueue_customer(queue, settings, event.resource_id, version=event.version)
+            count += 1
+        elif event.kind == "order" and config.orders and event.type in ORDER_MESSAGES:
+            await enqueue_order(queue, event.resource_id, version=event.version)
+            count += 1
+    return count
+
+
+# -- customers to users --------------------------------------------------------------------------
+
+
+async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    config = _config(ctx)
+    ids = _ids(payload.get("customer_ids"))
+    ids = await _with_absorbed(ctx, ids)
+    customers, groups = await _read_customers(ctx, ids)
+    if not customers:
+        return {"users": 0, "missing": len(ids)}
+    client = _client(ctx)
+    organizations = await _organizations(ctx, client, customers) if config.organizations else {}
+    # One Zendesk user per email: the batch's customers grouped by their canonical customer.
+    users: list[dict[str, Any]] = []
+    members: list[list[dict[str, Any]]] = []
+    position: dict[str, int] = {}
+    for customer in customers:
+        group = groups[_email(customer)]
+        canonical = group[0]
+        if canonical["id"] not in position:
+            position[canonical["id"]] = len(users)
+            users.append(_user(config, canonical, group, organizations))
+            members.append([])
+        members[position[canonical["id"]]].append(customer)
+    job = await _run_zendesk_job(ctx, client, users)
+    results = job.get("results") or []
+    counts = {"Created": 0, "Updated": 0, "Failed": 0}
+    failed: list[str] = []
+    updated: dict[int, str] = {}
+    for index, user in enumerate(users):
+        result = results[index] if index < len(results) and isinstance(results[index], dict) else {}
+        status = str(result.get("status") or "Failed")
+        counts[status if status in counts else "Failed"] += 1
+        if status == "Updated" and isinstance(result.get("id"), int):
+            updated[result["id"]] = user["email"]
+        for customer in members[index]:
+            if status not in ("Created", "Updated"):
+                failed.append(customer["id"])
+            await ctx.audit.record(
+                action="zendesk.user.sync",
+                source=SOURCE,
+                target="zendesk:user",
+                outcome=status.lower(),
+                correlation_id=ctx.job.correlation_id or correlation.current(),
+                customer_id=customer["id"],
+                job_id=ctx.job.id,
+                detail=_outcome_detail(result, user),
+            )
+    if updated:
+        await _primary_emails(client, updated)
+    if failed and int(payload.get("retry", 0)) < config.failed_retries:
+        attempt = int(payload.get("retry", 0)) + 1
+        await ctx.queue.enqueue(
+            CUSTOMERS_KIND,
+            {"customer_ids": failed, "retry": attempt},
+            key=f"{ctx.job.key}:failed:{attempt}",
+            destination="zendesk:users",
+            delay=RETRY_FAILED_AFTER * attempt,
+            correlation_id=ctx.job.correlation_id,
+            source=SOURCE,
+        )
+    return {
+        "users": len(users),
+        "created": counts["Created"],
+        "updated": counts["Updated"],
+        "failed": counts["Failed"],
+        "zendesk_job": job.get("id"),
+    }
+
+
+async def _with_absorbed(ctx: JobContext, ids: list[str]) -> list[str]:
+    """This job's customers plus those of other queued customer jobs, up to 100.
+
+    The absorbed jobs are written to the ledger before they are cancelled, so a crash after the
+    cancel still syncs them when this job runs again; and they are cancelled before commercetools
+    is read, so a change arriving meanwhile makes a new job instead of being lost."""
+    key = f"zendesk:absorbed:{ctx.job.key}"
+    done = await ctx.ledger.done(key)
+    if done is not None:
+        return _unique([*ids, *_ids(done.get("customer_ids"))])[:MAX_BATCH]
+    absorbed: list[str] = []
+    jobs: list[Job] = []
+    room = MAX_BATCH - len(ids)
+    if room > 0:
+        for job in await ctx.queue.list(state="queued", kind=CUSTOMERS_KIND, limit=200):
+            if job.id == ctx.job.id or job.payload.get("retry"):
+                continue
+            extra = [i for i in _ids(job.payload.get("customer_ids")) if i not in ids]
+            if len(absorbed) + len(extra) > room:
+                break
+            absorbed.extend(i for i in extra if i not in absorbed)
+            jobs.append(job)
+    await ctx.ledger.record(key, {"customer_ids": absorbed})
+    for job in jobs:
+        # Claimed by another worker meanwhile: it syncs them too, harmlessly.
+        with contextlib.suppress(CommerceContextError):
+            await ctx.queue.cancel(job.id)
+    return _unique([*ids, *absorbed])
+
+
+async def _read_customers(
+    ctx: JobContext, ids: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The customers (with an email) and, per lower-cased email, every customer sharing it,
+    oldest first."""
+    if not ids:
+        return [], {}
+    read = by_ids("customers", "Customer", ids, [SYNC_CUSTOMER], key="customers")
+    found = (await ctx.commercetools.fetch(compose([read], "ZendeskSyncCustomers")))["customers"]
+    customers = [c for c in found or [] if isinstance(c, dict) and c.get("email")]
+    emails = sorted({_email(c) for c in customers})
+    if not emails:
+        return [], {}
+    where = f"lowercaseEmail in ({', '.join(_quote(e) for e in emails)})"
+    same = Read(
+        "same_email",
+        "customers",
+        "Customer",
+        (Arg("where", "String", where), Arg("limit", "Int", SAME_EMAIL_LIMIT)),
+        (SYNC_CUSTOMER,),
+        many=True,
+    )
+    sharing = (await ctx.commercetools.fetch(compose([same], "ZendeskSyncSameEmail")))["same_email"]
+    groups: dict[str, list[dict[str, Any]]] = {e: [] for e in emails}
+    for customer in [*customers, *(sharing or [])]:
+        group = groups.get(_email(customer))
+        if group is not None and all(c["id"] != customer["id"] for c in group):
+            group.append(customer)
+    for group in groups.values():
+        group.sort(key=lambda c: (str(c.get("createdAt") or ""), str(c["id"])))
+    return customers, groups
+
+
+def _user(
+    config: ZendeskSync,
+    canonical: dict[str, Any],
+    group: list[dict[str, Any]],
+    organizations: Mapping[str, int],
+) -> dict[str, Any]:
+    name = " ".join(p for p in (canonical.get("firstName"), canonical.get("lastName")) if p)
+    user: dict[str, Any] = {
+        "name": name.strip() or str(canonical["email"]).split("@")[0],
+        "email": canonical["email"],
+        "external_id": canonical["id"],
+        "skip_verify_email": True,
+    }
+    fields: dict[str, Any] = {}
+    for key, source in config.user_fields.items():
+        fields[key] = _user_field(source, canonical, group)
+    if config.other_ids_field:
+        others = [c["id"] for c in group[1:]]
+        fields[config.other_ids_field] = " ".join(others) if others else None
+    if fields:
+        user["user_fields"] = fields
+    company = _company(canonical)
+    if company and company in organizations:
+        user["organization_id"] = organizations[company]
+    return user
+
+
+def _user_field(source: str, canonical: dict[str, Any], group: list[dict[str, Any]]) -> Any:
+    if source == "store":
+        keys = {s.get("key") for c in group for s in c.get("storesRef") or [] if s.get("key")}
+        return " ".join(sorted(keys)) or None
+    if source == "customer_group":
+        return (canonical.get("customerGroup") or {}).get("key")
+    if source == "locale":
+        return canonical.get("locale")
+    if source == "customer_number":
+        return canonical.get("customerNumber")
+    if source == "company":
+        return _company(canonical)
+    raise AssertionError(source)  # pragma: no cover - the settings model lists the sources
+
+
+async def _organizations(
+    ctx: JobContext, client: ZendeskClient, customers: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Company name -> Zendesk organization id; each organization is upserted once ever (the
+    ledger remembers it), as Zendesk allows only a few organization updates a minute."""
+    ids: dict[str, int] = {}
+    for company in sorted({c for c in map(_company, customers) if c}):
+        external_id = "company:" + hashlib.sha256(company.lower().encode()).hexdigest()[:24]
+        key = f"zendesk:organization:{external_id}"
+        done = await ctx.ledger.done(key)
+        if done is None:
+            org = await client.create_or_update_organization(
+                {"name": company, "external_id": external_id}
+            )
+            done = {"id": org["id"]}
+            await ctx.ledger.record(key, done)
+        ids[company] = int(done["id"])
+    return ids
+
+
+async def _run_zendesk_job(
+    ctx: JobContext, client: ZendeskClient, users: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Submit the batch once per queue job (the ledger keeps the Zendesk job id, so a re-run
+    polls the same Zendesk job) and wait for it; Retry when it is still running."""
+    config = _config(ctx)
+    # The digest ties the Zendesk job to exactly these users: if commercetools changed before
+    # a re-run, the re-run submits the new values instead of polling a job with the old ones.
+    digest = hashlib.sha256(repr(users).encode()).hexdigest()[:16]
+    key = f"zendesk:users-job:{ctx.job.key}:{digest}"
+    done = await ctx.ledger.done(key)
+    job_id = str(done["id"]) if done else None
+    if job_id is None:
+        submitted = await client.create_or_update_many_users(users)
+        job_id = str(submitted["id"])
+        await ctx.ledger.record(key, {"id": job_id})
+    deadline = time.monotonic() + config.job_poll_timeout
+    while True:
+        try:
+            job = await client.job_status(job_id)
+        except UpstreamNotFound:
+            # Zendesk keeps job statuses for a day; an old one is gone: submit again.
+            job = await client.create_or_update_many_users(users)
+            job_id = str(job["id"])
+            continue
+        if job.get("status") in ("completed", "failed", "killed"):
+            if job.get("status") != "completed":
+                logger.warning("zendesk job %s ended %s", job_id, job.get("status"))
+            return job
+        if time.monotonic() >= deadline:
+            raise Retry(f"Zendesk job {job_id} is still {job.get('status')}", after=5.0)
+        await asyncio.sleep(config.job_poll_interval)
+
+
+async def _primary_emails(client: ZendeskClient, updated: Mapping[int, str]) -> None:
+    """A changed email is added by Zendesk as a secondary identity: make it the primary one."""
+    ids = list(updated)
+    shown = await client.show_many_users(ids=ids, include_identities=True)
+    for user in shown["users"]:
+        wanted = updated.get(user.get("id"), "").lower()
+        if not wanted or str(user.get("email") or "").lower() == wanted:
+            continue
+        for identity in shown["identities"]:
+            if (
+                identity.get("user_id") == user["id"]
+                and identity.get("type") == "email"
+                and str(identity.get("value", "")).lower() == wanted
+            ):
+                await client.make_identity_primary(user["id"], identity["id"])
+                break
+
+
+def _outcome_detail(result: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+    detail: dict[str, Any] = {"external_id": user["external_id"]}
+    if isinstance(result.get("id"), int):
+        detail["zendesk_user_id"] = result["id"]
+    if result.get("error"):
+        detail["error"] = sanitise(str(result["error"]), 64)
+    if result.get("details"):
+        detail["reason"] = sanitise(str(result["details"]))
+    if not result:
+        detail["error"] = "no result for this user in the Zendesk job"
+    return detail
+
+
+# -- order state to ticket fields ----------------------------------------------------------------
+
+
+async def order_to_tickets(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    config = _config(ctx)
+    if not config.ticket_fields:
+        return {"skipped": "no ticket fields are mapped"}
+    order_id = str(payload.get("order_id") or "")
+    order = await _read_order(ctx, order_id)
+    if order is None:
+        return {"skipped": "order not found"}
+    tickets: dict[int, str | None] = {}  # ticket id -> status when known
+    for row in await ctx.audit.query(order=order_id, limit=1000):
+        if row.ticket_id and row.ticket_id.isdigit():
+            tickets.setdefault(int(row.ticket_id), None)
+    number = order.get("orderNumber")
+    field_id = ctx.settings.zendesk_order_field_id
+    if number and field_id and re.fullmatch(r"[^\s\"'\\]{1,100}", str(number)):
+        for row in await ctx.audit.query(order=number, limit=1000):
+            if row.ticket_id and row.ticket_id.isdigit():
+                tickets.setdefault(int(row.ticket_id), None)
+        found = await _client(ctx).search_tickets(f"custom_field_{field_id}:{number}")
+        for ticket in found:
+            if isinstance(ticket.get("id"), int):
+                tickets[ticket["id"]] = ticket.get("status")
+    enqueued = []
+    for ticket_id, status in sorted(tickets.items()):
+        if not _may_update(config, status):
+            continue
+        await ctx.queue.enqueue(
+            TICKET_KIND,
+            {"ticket_id": ticket_id, "order_id": order_id},
+            key=f"zendesk:ticket:{ticket_id}:order:{order_id}:v{order.get('version')}",
+            destination="zendesk:tickets",
+            coalesce=f"zendesk:ticket:{ticket_id}",
+            correlation_id=ctx.job.correlation_id,
+            source=SOURCE,
+        )
+        enqueued.append(ticket_id)
+    return {"tickets": enqueued}
+
+
+async def ticket_fields(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    config = _config(ctx)
+    ticket_id = int(payload["ticket_id"])
+    order_id = str(payload.get("order_id") or "")
+    order = await _read_order(ctx, order_id)
+    if order is None:
+        return {"skipped": "order not found"}
+    client = _client(ctx)
+    ticket = await client.get_ticket(ticket_id)
+    values = _ticket_values(order)
+    wanted = {fid: values[source] for source, fid in config.ticket_fields.items()}
+    current = {f.get("id"): f.get("value") for f in ticket.get("custom_fields") or []}
+    changes = {fid: value for fid, value in wanted.items() if current.get(fid) != value}
+    status = ticket.get("status")
+    if not _may_update(config, status):
+        outcome, reason = "skipped", f"ticket is {status}"
+    elif not changes:
+        outcome, reason = "skipped", "fields already hold these values"
+    else:
+        # safe_update: if an agent or trigger changed the ticket since we read it, Zendesk
+        # answers 409 and the queue retries with a fresh read.
+        await client.update_ticket(
+            ticket_id, custom_fields=changes, updated_stamp=str(ticket.get("updated_at"))
+        )
+        outcome, reason = "updated", None
+    await ctx.audit.record(
+        action="zendesk.ticket.fields",
+        source=SOURCE,
+        target="zendesk:ticket",
+        outcome=outcome,
+        correlation_id=ctx.job.correlation_id or correlation.current(),
+        ticket_id=ticket_id,
+        order_id=order_id,
+        order_number=order.get("orderNumber"),
+        job_id=ctx.job.id,
+        detail={"fields": {str(k): v for k, v in changes.items()}, "reason": reason},
+    )
+    return {
+        "ticket_id": ticket_id,
+        "outcome": outcome,
+        "fields": len(changes) if outcome == "updated" else 0,
+    }
+
+
+async def _read_order(ctx: JobContext, order_id: str) -> dict[str, Any] | None:
+    if not order_id:
+        return None
+    read = order_by_id(order_id, [SYNC_ORDER], key="order")
+    order = (await ctx.commercetools.fetch(compose([read], "ZendeskSyncOrder")))["order"]
+    return order if isinstance(order, dict) else None
+
+
+def _ticket_values(order: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "order_number": order.get("orderNumber"),
+        "order_state": order.get("orderState"),
+        "shipment_state": order.get("shipmentState"),
+        "payment_state": order.get("paymentState"),
+        "store": (order.get("storeRef") or {}).get("key"),
+        "currency": (order.get("totalPrice") or {}).get("currencyCode"),
+        "locale": order.get("locale"),
+        "market": order.get("country"),
+    }
+
+
+def _may_update(config: ZendeskSync, status: object) -> bool:
+    """Closed tickets cannot change; solved ones only when configured (a write could wake
+    triggers that reopen them)."""
+    if status == "closed":
+        return False
+    return status != "solved" or config.update_solved
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _ids(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return _unique(str(v) for v in value if isinstance(v, str) and v)
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _email(customer: Mapping[str, Any]) -> str:
+    return str(customer.get("email") or "").strip().lower()
+
+
+def _company(customer: Mapping[str, Any]) -> str | None:
+    company = customer.get("companyName")
+    return " ".join(company.split()) if isinstance(company, str) and company.strip() else None
+
+
+def _quote(value: str) -> str:
+    """A commercetools predicate string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+HANDLERS = {
+    CUSTOMERS_KIND: sync_customers,
+    ORDER_KIND: order_to_tickets,
+    TICKET_KIND: ticket_fields,
+}

@@ -1,0 +1,368 @@
+"""The Zendesk outbound sync end to end: commercetools emulator -> job queue and worker (SQLite)
+-> fake Zendesk over real HTTP. Customers to users (batching, de-duplication rules, failures),
+order state to ticket fields (coalescing, skipping, solved tickets)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from commerce_context.audit import Audit
+from commerce_context.cache import Freshness, Reader
+from commerce_context.commercetools import CommercetoolsClient
+from commerce_context.database import Database
+from commerce_context.emulator.harness import Harness, demo_settings
+from commerce_context.emulator.zendesk import FakeZendesk, serve_fake_zendesk
+from commerce_context.events import Event
+from commerce_context.jobs import Job, Ledger, Queue
+from commerce_context.policy import Policy
+from commerce_context.queries import compose, order_by_id
+from commerce_context.settings import Settings
+from commerce_context.stores import MemoryStore
+from commerce_context.worker import Services, Worker
+from commerce_context.zendesk_sync import (
+    CUSTOMERS_KIND,
+    HANDLERS,
+    SYNC_CUSTOMER,
+    SYNC_ORDER,
+    TICKET_KIND,
+    enqueue_customer,
+    enqueue_customers,
+    enqueue_for_events,
+    enqueue_order,
+)
+from tests.schema import assert_valid_document
+
+pytestmark = pytest.mark.emulator
+
+EMAIL, TOKEN = "sync@example.com", "fake-token-for-tests"
+ORDER_FIELD = 360000001
+STATE_FIELD, SHIPMENT_FIELD, STORE_FIELD = 501, 502, 503
+CONFIG = f"""
+[zendesk_sync]
+customers = true
+orders = true
+user_fields = {{ cc_store = "store", cc_group = "customer_group", cc_locale = "locale" }}
+other_ids_field = "cc_other_ids"
+job_poll_interval = 0.02
+batch_window = 0
+
+[zendesk_sync.ticket_fields]
+order_state = {STATE_FIELD}
+shipment_state = {SHIPMENT_FIELD}
+store = {STORE_FIELD}
+order_number = {ORDER_FIELD}
+"""
+
+
+@dataclass
+class Sync:
+    make_settings: Callable[[Path], Settings]
+    settings: Settings
+    fake: FakeZendesk
+    queue: Queue
+    audit: Audit
+    services: Services
+    rest: httpx.AsyncClient  # commercetools REST through the bridge, authenticated
+
+    async def run_until_idle(self) -> None:
+        """Run a worker until no job is queued or running (a bounded wait)."""
+        worker = Worker(
+            self.queue, HANDLERS, self.services.context, poll_interval=0.02, concurrency=1,
+            backoff_base=0.01, backoff_max=0.05, jitter=lambda: 0.0,
+        )  # fmt: skip
+        task = asyncio.create_task(worker.run())
+        try:
+            for _ in range(1000):
+                await asyncio.sleep(0.02)
+                if not await self._pending():
+                    break
+            else:
+                raise AssertionError(f"jobs still pending: {await self.queue.counts()}")
+        finally:
+            await worker.stop()
+            await task
+        await self.fake.idle()
+
+    async def _pending(self) -> bool:
+        """A job running, or queued and due (jobs delayed for later do not count)."""
+        if await self.queue.list(state="running"):
+            return True
+        now = time.time()
+        return any(job.run_at <= now for job in await self.queue.list(state="queued"))
+
+    def reconfigure(self, config: str, path: Path) -> None:
+        path.write_text(config)
+        self.settings = self.make_settings(path)
+        fields = ("commercetools", "reader", "audit", "http", "ledger", "queue")
+        self.services = Services(self.settings, *[getattr(self.services, f) for f in fields])
+
+    async def customer(self, email: str, **draft: Any) -> dict[str, Any]:
+        body = {"email": email, "firstName": "Test", "lastName": "Shopper", **draft}
+        response = await self.rest.post("/customers", json=body)
+        assert response.status_code in (200, 201), response.text
+        created: dict[str, Any] = response.json()["customer"]
+        return created
+
+    async def update_customer(self, customer: dict[str, Any], *actions: dict[str, Any]) -> None:
+        body = {"version": customer["version"], "actions": list(actions)}
+        response = await self.rest.post(f"/customers/{customer['id']}", json=body)
+        assert response.status_code == 200, response.text
+
+    async def outcomes(self, customer_id: str) -> list[str]:
+        return [e.outcome for e in await self.audit.query(customer=customer_id)]
+
+    async def jobs(self, kind: str, state: str) -> list[Job]:
+        return await self.queue.list(state=state, kind=kind)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sync(harness: Harness, ct_settings: Settings, tmp_path: Path) -> AsyncIterator[Sync]:
+    config = tmp_path / "mappings.toml"
+    config.write_text(CONFIG)
+    async with serve_fake_zendesk(FakeZendesk(email=EMAIL, api_token=TOKEN)) as (fake, url):
+
+        def make_settings(path: Path) -> Settings:
+            return demo_settings(
+                harness,
+                config_file=str(path),
+                zendesk_api_url=url,
+                zendesk_api_email=EMAIL,
+                zendesk_api_token=TOKEN,
+                zendesk_order_field_id=ORDER_FIELD,
+                ct_backoff_base=0.01,
+                ct_backoff_max=0.1,
+            )
+
+        settings = make_settings(config)
+        db = Database.from_url(f"sqlite:///{tmp_path / 'sync.sqlite3'}")
+        await db.open()
+        async with httpx.AsyncClient(timeout=10) as http:
+            commercetools = CommercetoolsClient(settings, http)
+            token = await commercetools.access_token()
+            queue = Queue(db, max_attempts=5)
+            audit = Audit(db)
+            reader = Reader(
+                commercetools,
+                Policy(),
+                MemoryStore(settings.cache_max_bytes),
+                freshness=Freshness(),
+            )
+            services = Services(settings, commercetools, reader, audit, http, Ledger(db), queue)
+            async with httpx.AsyncClient(
+                base_url=f"{harness.api_url}/{harness.project_key}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            ) as rest:
+                yield Sync(make_settings, settings, fake, queue, audit, services, rest)
+        await db.close()
+
+
+def _unique_email(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+
+def test_the_sync_reads_are_valid_against_the_official_schema() -> None:
+    from commerce_context.queries import by_ids
+
+    assert_valid_document(
+        compose([by_ids("customers", "Customer", ["a"], [SYNC_CUSTOMER], key="c")]).query
+    )
+    assert_valid_document(compose([order_by_id("o", [SYNC_ORDER])]).query)
+
+
+# -- customers to users --------------------------------------------------------------------------
+
+
+async def test_new_customers_become_users_with_external_id_and_fields(sync: Sync) -> None:
+    email = _unique_email("new")
+    customer = await sync.customer(email, stores=[{"typeId": "store", "key": "berlin"}])
+    await sync.update_customer(customer, {"action": "setLocale", "locale": "de-DE"})
+    await enqueue_customers(sync.queue, [customer["id"]], key=f"test:{customer['id']}")
+    await sync.run_until_idle()
+    user = sync.fake.user_by_external_id(customer["id"])
+    assert user is not None
+    assert user["email"] == email and user["name"] == "Test Shopper"
+    assert user["user_fields"] == {
+        "cc_store": "berlin", "cc_group": None, "cc_locale": "de-DE", "cc_other_ids": None,
+    }  # fmt: skip
+    assert await sync.outcomes(customer["id"]) == ["created"]
+
+
+async def test_an_existing_user_with_the_email_is_linked_not_duplicated(sync: Sync) -> None:
+    email = _unique_email("linked")
+    existing = sync.fake.add_user("Agent-created profile", email)
+    customer = await sync.customer(email)
+    await enqueue_customers(sync.queue, [customer["id"]], key=f"test:{customer['id']}")
+    await sync.run_until_idle()
+    assert len(sync.fake.users) == 1
+    assert sync.fake.users[existing["id"]]["external_id"] == customer["id"]
+    assert await sync.outcomes(customer["id"]) == ["updated"]
+
+
+async def test_customers_of_several_stores_sharing_an_email_become_one_user(
+    sync: Sync, harness: Harness
+) -> None:
+    keys = harness.demo.shared_email_customer_keys
+    assert len(keys) >= 2
+    ids = [harness.demo.customers[k].id for k in keys]
+    created = {}
+    for customer_id in ids:
+        response = await sync.rest.get(f"/customers/{customer_id}")
+        created[customer_id] = (response.json()["createdAt"], customer_id)
+    oldest, *others = sorted(ids, key=lambda i: created[i])
+    # Whichever customer syncs first, the user's external id is the oldest customer's.
+    for customer_id in reversed(ids):
+        await enqueue_customers(sync.queue, [customer_id], key=f"test:{customer_id}")
+        await sync.run_until_idle()
+    assert len(sync.fake.users) == 1
+    (user,) = sync.fake.users.values()
+    assert user["external_id"] == oldest
+    assert user["user_fields"]["cc_other_ids"] == " ".join(others)
+    assert set(user["user_fields"]["cc_store"].split()) == {
+        harness.demo.customers[k].store_key for k in keys
+    }
+    for customer_id in ids:
+        assert await sync.outcomes(customer_id) in (["created"], ["updated"])
+
+
+async def test_a_changed_email_updates_the_user_and_becomes_primary(sync: Sync) -> None:
+    old, new = _unique_email("old"), _unique_email("new")
+    customer = await sync.customer(old)
+    await enqueue_customers(sync.queue, [customer["id"]], key=f"test:{customer['id']}:1")
+    await sync.run_until_idle()
+    await sync.update_customer(customer, {"action": "changeEmail", "email": new})
+    await enqueue_customers(sync.queue, [customer["id"]], key=f"test:{customer['id']}:2")
+    await sync.run_until_idle()
+    assert len(sync.fake.users) == 1
+    user = sync.fake.user_by_external_id(customer["id"])
+    assert user is not None and user["email"] == new
+    identities = {i["value"]: i["primary"] for i in sync.fake.identities.values()}
+    assert identities == {old: False, new: True}
+    assert await sync.outcomes(customer["id"]) == ["created", "updated"]
+
+
+async def test_live_changes_are_batched_into_one_zendesk_call(sync: Sync) -> None:
+    customers = [await sync.customer(_unique_email(f"burst{i}")) for i in range(5)]
+    for customer in customers:
+        await enqueue_customer(sync.queue, sync.settings, customer["id"], version=1)
+    await sync.run_until_idle()
+    assert sync.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
+    for customer in customers:
+        assert sync.fake.user_by_external_id(customer["id"]) is not None
+        assert await sync.outcomes(customer["id"]) == ["created"]
+    assert len(await sync.jobs(CUSTOMERS_KIND, "cancelled")) == 4  # absorbed by the first
+
+
+async def test_users_failed_in_the_zendesk_job_are_recorded_and_retried(sync: Sync) -> None:
+    good, bad = _unique_email("good"), _unique_email("bad")
+    sync.fake.fail_emails.add(bad)
+    ok, failing = await sync.customer(good), await sync.customer(bad)
+    await enqueue_customers(sync.queue, [ok["id"], failing["id"]], key="test:failing")
+    await sync.run_until_idle()  # the retry job waits RETRY_FAILED_AFTER seconds: still queued
+    assert await sync.outcomes(ok["id"]) == ["created"]
+    assert await sync.outcomes(failing["id"]) == ["failed"]
+    entry = (await sync.audit.query(customer=failing["id"]))[0]
+    assert bad not in str(entry.detail) and entry.detail["error"] == "UserUpdateError"
+    (retry,) = await sync.jobs(CUSTOMERS_KIND, "queued")
+    assert retry.payload == {"customer_ids": [failing["id"]], "retry": 1}
+
+
+async def test_customer_events_enqueue_sync_jobs(sync: Sync) -> None:
+    events = [
+        Event("m1", "CustomerCreated", "customer", "c-1", 1),
+        Event("m2", "CustomerDeleted", "customer", "c-2", 3),
+        Event("m3", "OrderShipmentStateChanged", "order", "o-1", 7),
+        Event("m4", "CartCreated", "cart", "x", 1),
+    ]
+    assert await enqueue_for_events(sync.queue, sync.settings, events) == 2
+    kinds = sorted(j.kind for j in await sync.queue.list(state="queued"))
+    assert kinds == ["zendesk.order_to_tickets", "zendesk.sync_customers"]
+
+
+# -- order state to ticket fields ----------------------------------------------------------------
+
+
+async def _order(harness: Harness) -> tuple[str, str]:
+    number, info = next(iter(harness.demo.orders.items()))
+    return info.id, number
+
+
+async def test_order_state_is_written_to_linked_open_tickets(sync: Sync, harness: Harness) -> None:
+    order_id, number = await _order(harness)
+    found = sync.fake.add_ticket("Where is it?", custom_fields={ORDER_FIELD: number})
+    linked = sync.fake.add_ticket("Another")
+    solved = sync.fake.add_ticket("Done", status="solved", custom_fields={ORDER_FIELD: number})
+    await sync.audit.record(
+        action="zendesk.ticket.linked", source="sidebar", target="commercetools:order",
+        outcome="linked", ticket_id=linked["id"], order_id=order_id,
+    )  # fmt: skip
+    await enqueue_order(sync.queue, order_id, version=1)
+    await sync.run_until_idle()
+    read = compose([order_by_id(order_id, [SYNC_ORDER])])
+    order = (await sync.services.commercetools.fetch(read))["order"]
+    for ticket in (found, linked):
+        assert sync.fake.field_value(ticket["id"], STATE_FIELD) == order["orderState"]
+        assert sync.fake.field_value(ticket["id"], STORE_FIELD) == order["storeRef"]["key"]
+        assert sync.fake.field_value(ticket["id"], ORDER_FIELD) == number
+    assert sync.fake.field_value(solved["id"], STATE_FIELD) is None  # never touched
+    assert sync.fake.tickets[solved["id"]]["status"] == "solved"
+    updates = sync.fake.count("PUT", "/api/v2/tickets/")
+    assert updates == 2
+
+    # The same order version again: its ticket jobs already ran (same keys), nothing runs.
+    await enqueue_order(sync.queue, order_id, version=2)
+    await sync.run_until_idle()
+    assert sync.fake.count("PUT", "/api/v2/tickets/") == updates
+    # A ticket job for a change that leaves the mapped values as they are writes nothing.
+    await sync.queue.enqueue(
+        TICKET_KIND,
+        {"ticket_id": found["id"], "order_id": order_id},
+        key="test:unmapped-change",
+        destination="zendesk:tickets",
+    )
+    await sync.run_until_idle()
+    assert sync.fake.count("PUT", "/api/v2/tickets/") == updates
+    outcomes = [e.outcome for e in await sync.audit.query(ticket=found["id"])]
+    assert outcomes == ["updated", "skipped"]
+
+
+async def test_ticket_jobs_are_coalesced_per_ticket(sync: Sync, harness: Harness) -> None:
+    order_id, number = await _order(harness)
+    ticket = sync.fake.add_ticket(custom_fields={ORDER_FIELD: number})
+    for version in (1, 2, 3):
+        await sync.queue.enqueue(
+            TICKET_KIND,
+            {"ticket_id": ticket["id"], "order_id": order_id},
+            key=f"test:{ticket['id']}:{version}",
+            destination="zendesk:tickets",
+            coalesce=f"zendesk:ticket:{ticket['id']}",
+        )
+    assert len(await sync.jobs(TICKET_KIND, "queued")) == 1
+    await sync.run_until_idle()
+    assert sync.fake.count("PUT", f"/api/v2/tickets/{ticket['id']}") == 1
+
+
+async def test_solved_tickets_are_updated_only_when_configured(
+    sync: Sync, harness: Harness, tmp_path: Path
+) -> None:
+    order_id, number = await _order(harness)
+    solved = sync.fake.add_ticket(status="solved", custom_fields={ORDER_FIELD: number})
+    config = CONFIG.replace("batch_window = 0", "batch_window = 0\nupdate_solved = true")
+    sync.reconfigure(config, tmp_path / "solved.toml")
+    await enqueue_order(sync.queue, order_id, version=1)
+    await sync.run_until_idle()
+    assert sync.fake.field_value(solved["id"], STATE_FIELD) is not None
+    assert sync.fake.tickets[solved["id"]]["status"] == "solved"  # not reopened
