@@ -38,6 +38,7 @@ from .state import StateFile
 from .stores import MemoryStore, RedisStore, Store
 from .tokens import VerifiedSessions, ZendeskKeys
 from .worker import Services, Worker, open_engine
+from .zendesk import ZendeskClient
 
 __all__ = ["State", "create_app"]
 
@@ -57,6 +58,7 @@ class State(TypedDict):
     database: Database
     queue: Queue
     audit: Audit
+    zendesk: ZendeskClient | None  # the outbound sync's API client, when configured
 
 
 def create_app(
@@ -141,6 +143,7 @@ def create_app(
                 "database": engine.database,
                 "queue": engine.queue,
                 "audit": engine.audit,
+                "zendesk": _zendesk(settings, client),
             }
 
     routes = [
@@ -190,6 +193,10 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _zendesk(settings: Settings, http: httpx.AsyncClient) -> ZendeskClient | None:
+    return ZendeskClient(settings, http) if settings.zendesk_api_enabled else None
 
 
 def _store(settings: Settings) -> Store:
