@@ -31,6 +31,8 @@ How REST maps onto GraphQL (generic, in :func:`_resolve_field`, not per field):
 * A non-null list missing in REST resolves to ``[]``; a few non-null enums the emulator omits get
   the real API's documented default (``Order.inventoryMode`` -> ``None`` ...), and
   ``Cart.totalLineItemQuantity`` (never set by the emulator) is derived from the line items.
+  ``Cart.totalPrice.fractionDigits`` is the currency's (ISO 4217, as the real API has it): the
+  emulator keeps the 0 it computed for the cart when it was created empty.
   ``Delivery.key`` also reads ``deliveryKey``, where the emulator's ``addDelivery`` stores it.
 * Every REST resource is fetched at most once per GraphQL request (a per-request loader cache,
   primed by query results).
@@ -69,7 +71,7 @@ Known deviations that remain:
 * ``name`` without ``locale``/``acceptLanguage`` is ``null``; locales fall back by language
   (``de-AT`` matches ``de``). Dangling references are ``null`` (dropped from lists).
 * Predicate support, stored data and its quirks are the emulator's (it lowercases customer
-  emails, drops ``shipmentState`` on order import, reports ``fractionDigits`` 0 on empty carts).
+  emails, drops ``shipmentState`` on order import).
 * The bridge adds an ``X-Correlation-ID`` response header when the emulator sends none.
 
 Messages (``messages.py``; **our invention, not commercetools behaviour**, NOTES §7a): the
@@ -100,6 +102,7 @@ from typing import Any, Final, TypeAlias
 from urllib.parse import quote, urlencode
 
 import httpx
+from babel.numbers import get_currency_precision
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -203,6 +206,24 @@ _DERIVED: Final[dict[tuple[str, str], Callable[[Mapping[str, Any]], Any]]] = {
     ("Cart", "totalLineItemQuantity"): _total_line_item_quantity,
     # GraphQL nests a Message's own fields under `payload`; REST keeps them in the Message.
     ("Message", "payload"): lambda message: message,
+}
+
+
+def _currency_digits(money: Any) -> Any:
+    # The emulator computes a cart's total when the cart is created (empty: 0 fraction digits)
+    # and keeps those digits as line items are added; the real API uses the currency's.
+    if not isinstance(money, Mapping) or money.get("type", "centPrecision") != "centPrecision":
+        return money
+    try:
+        digits = get_currency_precision(str(money.get("currencyCode")))
+    except (KeyError, ValueError):
+        return money
+    return {**money, "fractionDigits": digits}
+
+
+# Values the emulator stores wrongly, corrected on the way out.
+_CORRECTED: Final[dict[tuple[str, str], Callable[[Any], Any]]] = {
+    ("Cart", "totalPrice"): _currency_digits,
 }
 
 # Properties the emulator stores under another name than the real API.
@@ -567,6 +588,9 @@ def _resolve_field(source: Any, info: _Info, **args: Any) -> Any:
     name = info.field_name
     named = get_named_type(info.return_type)
     value = _rest_value(source, name, named, args)
+    correct = _CORRECTED.get((info.parent_type.name, name))
+    if correct is not None and value is not None:
+        value = correct(value)
     if value is None:
         value = _missing_value(source, info, named)
     if value is None:
