@@ -5,11 +5,14 @@ answers shaped like the composed document's: keys as planned, entities as the vi
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from commerce_context import queries
+from commerce_context.cli import check_config, store_mapping_warnings
+from commerce_context.demo import DemoZendesk
 from commerce_context.resolution import (
     NOTE_CODES,
     Note,
@@ -18,6 +21,7 @@ from commerce_context.resolution import (
     plan,
     resolve_answer,
 )
+from commerce_context.settings import load_settings
 
 SHARED = "alex@example.com"
 OTHER = "alex.work@example.org"
@@ -252,3 +256,55 @@ def test_the_plan_reads_carts_in_the_brands_store(store: str | None) -> None:
     assert reads["eo"].store is None  # orders are filtered here, so hidden ones can be listed
     where = reads["ek"].args[0].value
     assert where == 'cartState = "Active" and customerEmail in ("a@example.com")'
+
+
+# -- check-config: stores that no Zendesk brand maps to ---------------------------------------
+
+
+STORES_TOML = """
+[stores.berlin]
+locale = "de-DE"
+currency = "EUR"
+{berlin}
+[stores.london]
+locale = "en-GB"
+currency = "GBP"
+{london}
+"""
+
+
+@pytest.mark.parametrize(
+    ("berlin", "london", "expected"),
+    [
+        ("zendesk_brands = [1]", "zendesk_brands = [2]", []),
+        ("zendesk_brands = [1]", "", ["store 'london' has no Zendesk brand"]),
+        ("", "", ["stores are configured but no Zendesk brand is mapped to one"]),
+    ],
+)
+def test_check_config_warns_when_brands_see_all_stores(
+    clean_environment: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    berlin: str,
+    london: str,
+    expected: list[str],
+) -> None:
+    config = tmp_path / "stores.toml"
+    config.write_text(STORES_TOML.format(berlin=berlin, london=london))
+    env = {
+        "ct_project_key": "proj",
+        "ct_client_id": "id",
+        "ct_client_secret": "not-a-real-secret",
+        "ct_region": "europe-west1.gcp",
+        "config_file": str(config),
+        **DemoZendesk.generate().settings(),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(f"CC_{name.upper()}", str(value))
+    warnings = store_mapping_warnings(load_settings(_env_file=None))
+    assert [w.split(" (")[0].split(";")[0] for w in warnings] == expected
+    assert all("orders and carts of all stores" in w for w in warnings)
+    assert check_config() == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if "Zendesk brand" in line]
+    assert shown == [f"warning: {w}" for w in warnings]

@@ -116,6 +116,25 @@ def zendesk_not_configured(settings: Settings) -> list[str]:
     ]
 
 
+def store_mapping_warnings(settings: Settings) -> list[str]:
+    """Store mappings that leave Zendesk brands unscoped (settings cannot list the brands
+    themselves: a brand mapped to no store sees the orders and carts of every store)."""
+    stores = settings.mappings.stores
+    if not stores or not settings.zendesk_enabled:
+        return []
+    unmapped = [key for key, scope in stores.items() if not scope.zendesk_brands]
+    if len(unmapped) == len(stores):
+        return [
+            "stores are configured but no Zendesk brand is mapped to one (zendesk_brands in "
+            "CC_CONFIG_FILE): every ticket sees the orders and carts of all stores"
+        ]
+    return [
+        f"store {key!r} has no Zendesk brand (zendesk_brands in CC_CONFIG_FILE); tickets of "
+        "brands mapped to no store see the orders and carts of all stores"
+        for key in unmapped
+    ]
+
+
 def serve(settings: Settings) -> int:
     logs.configure(settings.log_level)
     app = create_app(settings)
@@ -177,4 +196,4 @@ async def run_demo(host: str | None, port: int | None) -> int:
     return 0
 
 
-WARNING_CHECKS: list[WarningCheck] = [zendesk_not_configured]
+WARNING_CHECKS: list[WarningCheck] = [zendesk_not_configured, store_mapping_warnings]
