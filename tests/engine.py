@@ -6,6 +6,7 @@ connection (SQLite) or a second pool (PostgreSQL), as a second process would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -71,9 +72,9 @@ def drop_schema(schema: str) -> None:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
-async def location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Location]:
-    if request.param == "sqlite":
+@contextlib.asynccontextmanager
+async def made(backend: str, tmp_path: Path) -> AsyncIterator[Location]:
+    if backend == "sqlite":
         where = Location("sqlite", f"sqlite:///{tmp_path / 'engine.sqlite3'}", None)
     else:
         where = Location("postgresql", PG_URL, f"cc_test_{uuid.uuid4().hex[:16]}")
@@ -84,6 +85,24 @@ async def location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             await db.close()
         if where.schema:
             drop_schema(where.schema)
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
+async def location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Location]:
+    async with made(request.param, tmp_path) as where:
+        yield where
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sqlite_location(tmp_path: Path) -> AsyncIterator[Location]:
+    async with made("sqlite", tmp_path) as where:
+        yield where
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_location(tmp_path: Path) -> AsyncIterator[Location]:
+    async with made("postgresql", tmp_path) as where:
+        yield where
 
 
 @pytest_asyncio.fixture(loop_scope="session")

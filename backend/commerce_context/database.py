@@ -1,6 +1,7 @@
 """A small async database layer over SQLite (embedded default) and PostgreSQL (several instances).
 
     db = Database.from_url("sqlite:///var/lib/cc/state.sqlite3")      # or postgresql://...
+                                            # (?busy_timeout=5: seconds to wait for a lock)
     await db.open()                          # connects and runs the migrations
     await db.execute("UPDATE t SET a = ? WHERE id = ?", (1, "x"))
     rows = await db.fetchall("SELECT * FROM t WHERE id = :id", {"id": "x"})
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .exceptions import ConfigError, DatabaseUnavailable
 
@@ -145,7 +146,13 @@ class Database:
     def from_url(url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
         scheme = url.split(":", 1)[0].lower()
         if scheme == "sqlite":
-            return SQLiteDatabase(_sqlite_path(url))
+            path, _, query = url.partition("?")
+            options = dict(parse_qsl(query))
+            try:
+                busy = float(options.get("busy_timeout", 5.0))
+            except ValueError:
+                raise ConfigError("busy_timeout in a SQLite URL is a number of seconds") from None
+            return SQLiteDatabase(_sqlite_path(path), busy_timeout=busy)
         if scheme in ("postgresql", "postgres"):
             if schema is not None and not _SCHEMA.match(schema):
                 raise ConfigError(f"{schema!r} is not a valid PostgreSQL schema name")

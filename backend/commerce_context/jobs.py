@@ -182,11 +182,17 @@ class Ledger:
         row = await self.db.fetchone("SELECT result FROM ledger WHERE key = ?", (key,))
         return None if row is None else dict(json.loads(row["result"]))
 
-    async def record(self, key: str, result: dict[str, Any] | None = None) -> None:
-        await self.db.execute(
-            "INSERT INTO ledger (key, result, at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            (key, json.dumps(result or {}), self.clock()),
-        )
+    async def record(
+        self, key: str, result: dict[str, Any] | None = None, *, tx: Transaction | None = None
+    ) -> None:
+        """Records an applied effect; inside the caller's transaction when `tx` is given (the
+        effect and its record then commit together, so a crash cannot separate them)."""
+        sql = "INSERT INTO ledger (key, result, at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+        params = (key, json.dumps(result or {}), self.clock())
+        if tx is not None:
+            await tx.execute(sql, params)
+        else:
+            await self.db.execute(sql, params)
 
 
 class Queue:

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from .jobs import STATES, Job
 from .policy import Policy
 from .settings import Settings, load_settings
 from .stores import MemoryStore, RedisStore, Store
-from .worker import Services, Worker, open_engine
+from .worker import Handler, Services, Worker, open_engine
 
 __all__ = ["COMMANDS", "add_commands", "run"]
 
@@ -77,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
 # -- worker -------------------------------------------------------------------------------------
 
 
-async def run_worker(settings: Settings) -> int:
+async def run_worker(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> int:
     """Workers with the same handlers and clients as `serve`, until SIGTERM/SIGINT (graceful:
     running jobs finish within the grace period or go back to the queue)."""
     from .handlers import HANDLERS
+
+    registry = HANDLERS if handlers is None else handlers
 
     async with (
         open_engine(settings) as engine,
@@ -112,7 +115,7 @@ async def run_worker(settings: Settings) -> int:
             ledger=engine.ledger,
             queue=engine.queue,
         )
-        worker = Worker.from_settings(settings, engine, HANDLERS, services)
+        worker = Worker.from_settings(settings, engine, registry, services)
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(worker.run())
         for signum in (signal.SIGTERM, signal.SIGINT):
