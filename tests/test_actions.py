@@ -5,21 +5,25 @@ sent is checked against the OpenAPI spec. The HTTP endpoints are tested at the e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from commerce_context.actions import ActionRequest, _payload
+from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
 from tests.faults import FaultProxy, serving
 from tests.openapi import assert_valid
 from tests.orders import custom_fields
+from tests.service import Service, service, service_settings
 from tests.writepath import WritePath, write_path, write_settings
 
 pytestmark = pytest.mark.emulator
@@ -205,3 +209,120 @@ async def test_lost_responses_never_refund_or_return_twice(
         assert len(after["returnInfo"]) == 1
         assert after["orderState"] == "Cancelled"
         assert after["version"] == order["version"] + 2  # one return, one state change
+
+
+# -- the endpoints, on the whole service (session auth, gates, idempotency, status) -------------
+
+
+def config_with(tmp_path: Path, actions: str) -> Path:
+    """demo.toml with its [actions] section replaced."""
+    text = (Path(__file__).parents[1] / "backend/commerce_context/demo.toml").read_text()
+    path = tmp_path / "mappings.toml"
+    path.write_text(text.split("[actions]")[0] + actions)
+    return path
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def svc(harness: Harness, tmp_path: Path) -> AsyncIterator[Service]:
+    zendesk = DemoZendesk.generate()
+    config = config_with(
+        tmp_path,
+        '[actions]\nenabled = ["set_support_status", "cancel_order", "request_refund"]\n'
+        '[actions.roles]\nrequest_refund = ["admin"]\n',
+    )
+    settings = service_settings(harness, tmp_path, zendesk, config_file=str(config))
+    async with service(settings, harness, zendesk) as s:
+        yield s
+
+
+async def post_action(svc: Service, **body: Any) -> httpx.Response:
+    return await svc.client.post("/zendesk/actions", json=body, headers=svc.bearer())
+
+
+async def until_settled(svc: Service, job_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        answer = await svc.client.get(f"/zendesk/actions/{job_id}", headers=svc.bearer())
+        assert answer.status_code == 200, answer.text
+        if answer.json()["state"] != "pending":
+            return dict(answer.json())
+        await asyncio.sleep(0.05)
+    raise AssertionError("the action stayed pending")
+
+
+async def test_an_action_is_queued_once_and_reports_its_state(svc: Service) -> None:
+    order = await svc.api.create_order(order_state="Open")
+    request_id = uuid.uuid4().hex
+    first = await post_action(svc, action="cancel_order", order_id=order["id"],
+                              request_id=request_id, ticket_id=31)  # fmt: skip
+    double = await post_action(svc, action="cancel_order", order_id=order["id"],
+                               request_id=request_id, ticket_id=31)  # fmt: skip
+    assert (first.status_code, double.status_code) == (202, 202)
+    assert first.json()["state"] == "pending"
+    assert double.json()["job_id"] == first.json()["job_id"]  # a double click: the same job
+    done = await until_settled(svc, first.json()["job_id"])
+    assert (done["state"], done["outcome"], done["label"]) == ("applied", "applied", "Cancel order")
+    after = await svc.api.order(order["id"])
+    assert (after["orderState"], after["version"]) == ("Cancelled", order["version"] + 1)
+    activity = await svc.client.get(
+        "/zendesk/activity", params={"order_id": order["id"]}, headers=svc.bearer()
+    )
+    assert [(i["job_id"], i["state"]) for i in activity.json()["items"]] == [
+        (first.json()["job_id"], "applied")
+    ]
+
+
+async def test_a_refused_action_reports_why(svc: Service) -> None:
+    order = await svc.api.create_order(order_state="Open", shipment_state="Shipped")
+    response = await post_action(svc, action="cancel_order", order_id=order["id"],
+                                 request_id=uuid.uuid4().hex)  # fmt: skip
+    done = await until_settled(svc, response.json()["job_id"])
+    assert done["state"] == "failed"
+    assert done["reason"] == f"order {order['orderNumber']} has shipped; it cannot be cancelled"
+
+
+async def test_gates_configuration_and_roles(svc: Service) -> None:
+    order = await svc.api.create_order()
+    note = await post_action(svc, action="set_internal_note", order_id=order["id"],
+                             request_id=uuid.uuid4().hex, value="x")  # fmt: skip
+    assert note.status_code == 403
+    assert note.json()["error"]["message"] == "Set internal note is not enabled on this instance."
+    refund = {"action": "request_refund", "order_id": order["id"], "amount_cents": 100}
+    agent = await post_action(svc, **refund, request_id=uuid.uuid4().hex, role="agent")
+    assert agent.status_code == 403
+    admin = await post_action(svc, **refund, request_id=uuid.uuid4().hex, role="admin")
+    assert admin.status_code == 202
+    assert (await until_settled(svc, admin.json()["job_id"]))["state"] == "applied"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "cancel_order", "order_id": "not-an-id", "request_id": "abcdefgh12"},
+        {"action": "cancel_order", "order_id": str(uuid.uuid4()), "request_id": "short"},
+        {"action": "launch_rocket", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12"},
+        {"action": "set_support_status", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12"},
+        {"action": "set_support_status", "order_id": str(uuid.uuid4()),
+         "request_id": "abcdefgh12", "value": "on fire"},
+        {"action": "request_refund", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12",
+         "role": "admin"},
+        {"action": "cancel_order", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12",
+         "extra": 1},
+    ],
+)  # fmt: skip
+async def test_bad_requests_are_a_400(svc: Service, body: dict[str, Any]) -> None:
+    response = await post_action(svc, **body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_the_endpoints_need_the_session(svc: Service) -> None:
+    body = {"action": "cancel_order", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12"}
+    assert (await svc.client.post("/zendesk/actions", json=body)).status_code == 401
+    forged = {"Authorization": "Bearer " + svc.session[:-4] + "AAAA"}
+    assert (await svc.client.post("/zendesk/actions", json=body, headers=forged)).status_code == 401
+    assert (await svc.client.get("/zendesk/actions/" + "0" * 32)).status_code == 401
+    assert (await svc.client.get("/zendesk/activity?order_id=x")).status_code == 401
+    missing = await svc.client.get("/zendesk/actions/" + "0" * 32, headers=svc.bearer())
+    assert missing.status_code == 404
+    weird = await svc.client.get("/zendesk/actions/..%2Fadmin", headers=svc.bearer())
+    assert weird.status_code == 404

@@ -102,7 +102,11 @@ async def test_signed_url_opens_the_sidebar_page(sidebar: Sidebar) -> None:
     app = page.select_one("#app")
     assert app is not None and str(app["data-session"]).count(".") == 2
     scripts = [s["src"] for s in page.select("script[src]")]
-    assert scripts == ["/static/vendor/zaf_sdk-2.0.37.js", "/static/sidebar.js"]
+    assert scripts == [
+        "/static/vendor/zaf_sdk-2.0.37.js",
+        "/static/sidebar.js",
+        "/static/actions.js",
+    ]
     assert app["data-order-field-id"] == "360000001"
 
 

@@ -4,22 +4,33 @@ window, both payload shapes, and the endpoint (202 fast, de-duplicated by invoca
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
 
+from commerce_context.demo import DemoZendesk
+from commerce_context.emulator.harness import Harness
 from commerce_context.exceptions import BadRequest, Unauthorized
 from commerce_context.webhooks import (
+    MAX_BODY_BYTES,
     TicketEvent,
     expected_signature,
     parse_event,
     sign,
     verify_signature,
 )
+from tests.service import Service, service, service_settings
 
 # The worked example of Zendesk's (older) "verifying webhooks" page.
 DOC_SECRET = "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA="
@@ -180,3 +191,112 @@ def test_trigger_body_with_placeholders_rendered_as_strings() -> None:
 def test_malformed_payloads_are_a_400(body: object) -> None:
     with pytest.raises(BadRequest):
         parse_event(json.loads(json.dumps(body)), order_field_id=None)
+
+
+# -- the endpoint, on the whole service (real worker, emulator) -----------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def svc(harness: Harness, tmp_path: Path) -> AsyncIterator[Service]:
+    zendesk = DemoZendesk.generate()
+    async with service(service_settings(harness, tmp_path, zendesk), harness, zendesk) as s:
+        yield s
+
+
+def signed(
+    svc: Service, body: bytes, *, when: datetime | None = None, invocation: str | None = None
+) -> dict[str, str]:
+    stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "Content-Type": "application/json",
+        "X-Zendesk-Webhook-Invocation-Id": invocation or uuid.uuid4().hex,
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "X-Zendesk-Webhook-Signature": expected_signature(svc.zendesk.webhook_secret, stamp, body),
+    }
+
+
+def trigger(order_number: str, status: str) -> bytes:
+    body = {
+        "event": "ticket.updated",
+        "ticket": {
+            "id": "501",
+            "requester_email": "someone@example.org",
+            "brand_id": "1001",
+            "fields": {"360000001": order_number, "360000002": status},
+        },
+    }
+    return json.dumps(body).encode()
+
+
+async def job_state(svc: Service, job_id: str) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        answer = await svc.client.get(f"/zendesk/actions/{job_id}", headers=svc.bearer())
+        assert answer.status_code == 200, answer.text
+        if answer.json()["state"] != "pending":
+            return dict(answer.json())
+        assert asyncio.get_running_loop().time() < deadline, "job still pending"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.emulator
+async def test_a_signed_webhook_is_accepted_and_written_back(svc: Service) -> None:
+    order = await svc.api.create_order(custom={"supportStatus": "open"})
+    body = trigger(order["orderNumber"], "solved")
+    headers = signed(svc, body)
+    response = await svc.client.post("/zendesk/webhooks", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    [job_id] = response.json()["jobs"]
+    # Zendesk retries a delivery with the same invocation id: the same job, nothing new.
+    again = await svc.client.post("/zendesk/webhooks", content=body, headers=headers)
+    assert (again.status_code, again.json()["jobs"]) == (202, [job_id])
+    assert (await job_state(svc, job_id))["state"] == "applied"
+    after = await svc.api.order(order["id"])
+    assert after["custom"]["fields"]["supportStatus"] == "resolved"
+    assert after["version"] == order["version"] + 1
+
+
+@pytest.mark.emulator
+async def test_bad_deliveries_get_clear_4xx(svc: Service) -> None:
+    body = trigger("T-NONE", "solved")
+    good = signed(svc, body)
+
+    async def post(content: bytes, headers: dict[str, str]) -> httpx.Response:
+        return await svc.client.post("/zendesk/webhooks", content=content, headers=headers)
+
+    forged = {
+        **good,
+        "X-Zendesk-Webhook-Signature": signed(svc, b"{}")["X-Zendesk-Webhook-Signature"],
+    }
+    stale = signed(svc, body, when=datetime.now(UTC) - timedelta(minutes=10))
+    cases = [
+        (await post(body, {"Content-Type": "application/json"}), 401),
+        (await post(body, forged), 401),
+        (await post(body + b" ", good), 401),
+        (await post(body, stale), 401),
+        (await post(b"{not json", signed(svc, b"{not json")), 400),
+        (await post(b"[1, 2]", signed(svc, b"[1, 2]")), 400),
+        (await post(b'{"ticket": {"id": "x"}}', signed(svc, b'{"ticket": {"id": "x"}}')), 400),
+    ]
+    big = b'{"pad": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
+    cases.append((await post(big, signed(svc, big)), 413))
+    for response, status in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["status"] == status
+    assert (await svc.client.get("/zendesk/webhooks")).status_code == 405
+
+
+@pytest.mark.emulator
+async def test_without_a_secret_the_endpoint_does_not_exist(
+    harness: Harness, tmp_path: Path
+) -> None:
+    zendesk = DemoZendesk.generate()
+    settings = service_settings(harness, tmp_path, zendesk).model_copy(
+        update={"zendesk_webhook_secret": None}
+    )
+    async with service(settings, harness, zendesk) as svc:
+        body = trigger("T-1", "solved")
+        response = await svc.client.post(
+            "/zendesk/webhooks", content=body, headers=signed(svc, body)
+        )
+        assert response.status_code == 404

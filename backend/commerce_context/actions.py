@@ -337,6 +337,12 @@ def install_globals(env: Environment, settings: Settings) -> None:
         "cancel_states": tuple(config.cancel_states),
         "shipped": SHIPPED,
     }
+    # The mapped ticket fields (the demo's simulated ticket offers them).
+    env.globals["cc_writeback_fields"] = [
+        {"name": name, "field_id": spec.zendesk_field_id, "choices": tuple(spec.values)}
+        for name, spec in settings.mappings.writebacks.fields.items()
+        if spec.zendesk_field_id is not None and spec.writes_commercetools
+    ]
     env.globals["cc_custom_value"] = custom_value
     env.globals["cc_refundable"] = refundable
     env.globals["cc_returnable"] = returnable

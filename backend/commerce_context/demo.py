@@ -33,6 +33,8 @@ class DemoZendesk:
     app_id: int = 1
     installation_id: int = 1
     session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    # Signs the simulated ticket's webhooks (POST /demo/zendesk/webhook, webhooks.py).
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     @classmethod
     def generate(cls) -> DemoZendesk:
@@ -55,6 +57,7 @@ class DemoZendesk:
             "zendesk_installation_id": self.installation_id,
             "zendesk_public_key": self.public_pem,
             "session_secret": self.session_secret,
+            "zendesk_webhook_secret": self.webhook_secret,
         }
 
     def token(self, *, lifetime: int = 300, **overrides: Any) -> str:

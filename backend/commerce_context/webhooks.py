@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ from .settings import Settings
 __all__ = [
     "MAX_BODY_BYTES",
     "TicketEvent",
+    "demo_sign",
+    "enqueue_event",
     "expected_signature",
     "parse_event",
     "receive",
@@ -289,3 +292,50 @@ async def enqueue_event(
         )
         ids.append(job.id)
     return ids
+
+
+async def demo_sign(request: Request) -> Response:
+    """Demo only: a simulated ticket's field change as Zendesk would deliver it — the trigger
+    body of docs/sync.md, signed with the webhook secret, for the page to POST to
+    /zendesk/webhooks. Plays Zendesk's part; not mounted outside the demo."""
+    demo = request.state.demo
+    settings: Settings = request.state.settings
+    if demo is None or settings.zendesk_webhook_secret is None:
+        raise NotFound("This instance runs without the demo.")
+    body = await read_body(request, 16 * 1024)
+    try:
+        wanted = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(wanted, Mapping) or not isinstance(wanted.get("fields"), Mapping):
+        raise BadRequest("Send {ticket_id, fields: {<field id>: <value>}}.")
+    ticket = next((t for t in demo.tickets if t["id"] == wanted.get("ticket_id")), None)
+    if ticket is None:
+        raise NotFound("The demo has no such ticket.")
+    fields = {str(k): _text(v) for k, v in wanted["fields"].items()}
+    if demo.order_field_id and ticket.get("order_number"):
+        fields[str(demo.order_field_id)] = ticket["order_number"]
+    # Exactly what the recommended trigger body renders to (placeholders become strings).
+    trigger = {
+        "event": "ticket.updated",
+        "ticket": {
+            "id": str(ticket["id"]),
+            "requester_email": (ticket.get("requester") or {}).get("email") or "",
+            "brand_id": str((ticket.get("brand") or {}).get("id") or ""),
+            "fields": fields,
+        },
+    }
+    text = json.dumps(trigger)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    secret = settings.zendesk_webhook_secret.get_secret_value()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Zendesk-Webhook-Id": "demo",
+        "X-Zendesk-Webhook-Invocation-Id": uuid.uuid4().hex,
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "X-Zendesk-Webhook-Signature": expected_signature(secret, stamp, text.encode()),
+    }
+    return JSONResponse(
+        {"url": str(request.url_for("webhooks").path), "body": text, "headers": headers},
+        headers={"Cache-Control": "no-store"},
+    )

@@ -15,7 +15,8 @@
  *   [data-cc-no] -> back, nothing sent.
  *
  * After every panels render, [data-cc-activity] is filled from GET /zendesk/activity: the
- * order's recent writebacks and actions with their state (polled again while any is pending).
+ * order's recent writebacks and actions with their state, polled again while any is pending;
+ * when one seen pending has landed, the panels are re-fetched to show the new values.
  * All text is set with textContent, never as HTML.
  */
 (function () {
@@ -124,6 +125,7 @@
   // ---- confirm, send, follow -----------------------------------------------------------------
 
   let pending = null; // {section, body} awaiting confirmation
+  const seenPending = new Set(); // job ids shown as pending in the activity list
 
   function ask(section, form) {
     const built = build(form);
@@ -252,6 +254,9 @@
     }
     const params = new URLSearchParams();
     params.set("order_id", section.getAttribute("data-order-id") || "");
+    if (section.getAttribute("data-order-number")) {
+      params.set("order_number", section.getAttribute("data-order-number"));
+    }
     let items = [];
     try {
       const response = await fetch(activityUrl + "?" + params.toString(), {
@@ -282,6 +287,24 @@
       rows.push(li);
     }
     list.replaceChildren.apply(list, rows);
+    // A writeback or action seen pending that has now landed: show the order as it is now.
+    const landed = items.some(function (job) {
+      return job.state === "applied" && seenPending.has(job.job_id);
+    });
+    items.forEach(function (job) {
+      if (job.state === "pending") {
+        seenPending.add(job.job_id);
+      } else {
+        seenPending.delete(job.job_id);
+      }
+    });
+    if (landed) {
+      const refresh = app.querySelector('[data-action="refresh"]');
+      if (refresh) {
+        refresh.click();
+      }
+      return;
+    }
     if (items.some(function (job) { return job.state === "pending"; })) {
       setTimeout(function () {
         if (document.contains(list)) {
