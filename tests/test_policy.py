@@ -39,6 +39,7 @@ from commerce_context.policy import (
     own_path,
     redact,
 )
+from commerce_context.scrub import Scrubber
 from commerce_context.settings import Mappings
 from tests.schema import schema
 
@@ -693,6 +694,142 @@ def test_apply_many() -> None:
     assert Policy().apply_many("cart", []) == []
 
 
+# -- scrubbing and custom fields ------------------------------------------------------------------
+
+CARD = "4111 1111 1111 1111"
+CARD_MASKED = "•••• 1111"
+
+
+def _planted(value: Any, path: str = "") -> Iterator[str]:
+    """Every string leaf of `value` (for "nothing survived" checks)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _planted(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _planted(item)
+
+
+def test_apply_scrubs_every_string_whatever_its_field() -> None:
+    secret = f"Visa {CARD} tok_1N3T00LkdIwHu7ixAbCd"
+    entity = order_entity()
+    entity["orderNumber"] = "DE-1003"
+    entity["lineItems"][0]["nameAllLocales"] = [{"locale": "en", "value": secret}]
+    entity["paymentInfo"]["payments"][0]["paymentMethodInfo"] = {
+        "method": "4111-1111-1111-1111",
+        "nameAllLocales": [{"locale": "de", "value": secret}],
+    }
+    entity["paymentInfo"]["payments"][0]["paymentStatus"] = {
+        "interfaceCode": "sk_live_51HxYzAbCdEfGhIjKl",
+        "interfaceText": secret,
+    }
+    entity["returnInfo"][0]["items"][0]["comment"] = f"refund to card {CARD} please"
+    entity["shippingAddress"]["streetName"] = f"{CARD} Street"  # a masked field
+    entity["shippingAddress"]["city"] = secret  # a shown field
+    entity["shippingInfo"] = {"shippingMethodName": secret, "deliveries": [{"parcels": [
+        {"trackingData": {"trackingId": "00340434161094042557", "carrier": secret}}
+    ]}]}
+    entity["custom"] = {"customFieldsRaw": [
+        {"name": "internalNote", "value": secret},
+        {"name": "tags", "value": [secret, {"key": "k", "label": {"en": secret}}]},
+    ]}
+    entity["unknownField"] = {"deep": [[{"x": secret}]]}
+
+    result = Policy().apply("order", entity)
+
+    assert result is not None
+    leaves = list(_planted(result))
+    joined = "\n".join(leaves)
+    assert "4111" not in joined.replace(CARD_MASKED, "")
+    assert "1N3T00" not in joined and "51HxYz" not in joined
+    assert result["paymentInfo"]["payments"][0]["paymentMethodInfo"]["method"] == CARD_MASKED
+    assert result["returnInfo"][0]["items"][0]["comment"] == f"refund to card {CARD_MASKED} please"
+    assert result["custom"]["customFieldsRaw"][0]["value"] == f"Visa {CARD_MASKED} tok_•••"
+    assert result["unknownField"]["deep"][0][0]["x"] == f"Visa {CARD_MASKED} tok_•••"
+    # identifiers that only look long stay as they are
+    assert result["orderNumber"] == "DE-1003"
+    parcel = result["shippingInfo"]["deliveries"][0]["parcels"][0]
+    assert parcel["trackingData"]["trackingId"] == "00340434161094042557"
+    assert result["id"] == entity["id"] and result["createdAt"] == entity["createdAt"]
+
+
+def test_apply_keeps_only_configured_custom_fields_with_their_treatment() -> None:
+    policy = Policy(
+        custom_fields={"supportStatus": "show", "internalNote": "mask", "rmaStatus": "exclude"}
+    )
+    entity = {
+        "id": "o-1",
+        "custom": {
+            "customFieldsRaw": [
+                {"name": "supportStatus", "value": {"key": "open", "label": "Open"}},
+                {"name": "internalNote", "value": "Customer called about 4111111111111111"},
+                {"name": "rmaStatus", "value": "refunded"},
+                {"name": "pspToken", "value": "anything"},
+            ],
+            "fields": {"pspToken": "anything"},
+        },
+    }
+    result = Policy.apply(policy, "order", entity)
+    assert result == {
+        "id": "o-1",
+        "custom": {
+            "customFieldsRaw": [
+                {"name": "supportStatus", "value": {"key": "open", "label": "Open"}},
+                {"name": "internalNote", "value": FILL},
+            ]
+        },
+    }
+    # without a table (tools, tests) every custom field is kept, scrubbed
+    kept = Policy().apply("order", entity)
+    assert kept is not None
+    assert len(kept["custom"]["customFieldsRaw"]) == 4
+    assert kept["custom"]["customFieldsRaw"][1]["value"] == "Customer called about •••• 1111"
+
+
+def test_policy_from_mappings_and_its_fingerprint() -> None:
+    mappings = Mappings.model_validate(
+        {
+            "field_policy": {"customer.email": "exclude"},
+            "order_custom_fields": {
+                "supportStatus": {"label": "Support", "treatment": "show"},
+                "internalNote": {"label": {"en": "Note", "de": "Notiz"}, "treatment": "mask"},
+            },
+            "scrub": {"patterns": [r"ACME-\d{6}"]},
+        }
+    )
+    policy = Policy.from_mappings(mappings)
+    order = policy.apply(
+        "order",
+        {
+            "customer": {"email": "a@b.de", "firstName": "ACME-123456"},
+            "custom": {"customFieldsRaw": [{"name": "internalNote", "value": "x"}]},
+        },
+    )
+    assert order == {
+        "customer": {"firstName": FILL},
+        "custom": {"customFieldsRaw": [{"name": "internalNote", "value": FILL}]},
+    }
+    # whatever changes what apply() returns changes the fingerprint (caches key by it)
+    prints = {
+        Policy.from_mappings(mappings).fingerprint,
+        Policy.from_mappings(Mappings()).fingerprint,
+        Policy(mappings.field_policy).fingerprint,
+        Policy(custom_fields={"internalNote": "mask"}).fingerprint,
+        Policy(custom_fields={"internalNote": "show"}).fingerprint,
+        Policy(scrubber=Scrubber([r"ACME-\d{6}"])).fingerprint,
+        Policy().fingerprint,
+    }
+    assert len(prints) == 7
+    assert Policy.from_mappings(mappings).fingerprint == policy.fingerprint
+
+
+def test_custom_field_treatment_must_be_known() -> None:
+    with pytest.raises(ConfigError, match="'note'"):
+        Policy(custom_fields={"note": "hide"})  # type: ignore[dict-item]
+
+
 def test_apply_rejects_unknown_kinds_and_non_mappings() -> None:
     with pytest.raises(ValueError, match="'shoppingList'"):
         Policy().apply("shoppingList", {})
@@ -875,6 +1012,19 @@ def test_default_policy_is_not_changed_by_overrides() -> None:
         ("call (030) 123-4567.", "call ••• ••67."),
         ("mobile 015123456789", "mobile ••• ••89"),
         ("order 10001234 paid", "order ••• ••34 paid"),  # 7+ digits look like a phone number
+        # URL-encoded, form-encoded and differently separated phone numbers
+        ("GET /x?phone=%2B49%2030%201234567&a=1", "GET /x?phone=+49 ••• ••67&a=1"),
+        ("q=%2B49+30+1234567", "q=+49 ••• ••67"),
+        ("tel=030%2F1234567", "tel=••• ••67"),
+        ("tel 030.1234.567", "tel ••• ••67"),
+        ("tel 030/1234567", "tel ••• ••67"),
+        ("tel +49\u00a030\u00a01234567", "tel +49 ••• ••67"),
+        ("tel +49\u202f30\u202f1234567", "tel +49 ••• ••67"),
+        ("tel +49 (0)30 / 123 45 67", "tel +49 ••• ••67"),
+        # card numbers and payment secrets
+        ("paid with 4111 1111 1111 1111", "paid with •••• 1111"),
+        ("token tok_1N3T00LkdIwHu7ixAbCd used", "token tok_••• used"),
+        ("key sk_live_51HxYzAbCdEfGhIjKl", "key sk_live_•••"),
     ],
 )
 def test_redact(text: str, expected: str | None) -> None:
@@ -882,7 +1032,8 @@ def test_redact(text: str, expected: str | None) -> None:
     if expected is not None:
         assert result == expected
     assert "anna" not in result.lower()
-    assert "1234567" not in result
+    assert "1234567" not in result and "123 45 67" not in result
+    assert "4111" not in result and "1N3T00" not in result and "51HxYz" not in result
 
 
 @pytest.mark.parametrize(
@@ -898,6 +1049,10 @@ def test_redact(text: str, expected: str | None) -> None:
         "amount 1234567.89",
         "sku ABC1234567",
         "already masked a***@e***.com and +49 ••• ••67",
+        "on 29.11.2026 10:00:00",
+        "on 2026/11/29",
+        "took 1234.5678 ms",
+        "GET /zendesk/panels HTTP/1.1 200",
     ],
 )
 def test_redact_leaves_non_pii_alone(text: str) -> None:

@@ -70,7 +70,7 @@ def create_app(
     """`http` is injected by tests; in production the lifespan creates the one shared client."""
     templates = Jinja2Templates(env=_environment())
     actions.install_globals(templates.env, settings)
-    policy = Policy(settings.mappings.field_policy)  # ConfigError on an unknown field path
+    policy = Policy.from_mappings(settings.mappings)  # ConfigError on an unknown field path
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

@@ -1,11 +1,85 @@
-"""Logging configuration, applied only by the entry points (cli.py)."""
+"""Logging configuration, applied only by the entry points (cli.py).
+
+Every handler runs `policy.RedactingFilter` (e-mail addresses, phone numbers, card numbers,
+payment secrets) and `QueryStringFilter`; the latter also sits on the `uvicorn.access` logger
+itself, so an access line never carries the value of a token- or secret-like query parameter
+(`?token=…`, `?jwt=…`, `?client_secret=…`), whichever handler ends up writing it.
+"""
 
 from __future__ import annotations
 
+import logging
 import logging.config
-from typing import Any
+import re
+from typing import Any, Final
+from urllib.parse import unquote
 
-__all__ = ["configure", "log_config"]
+__all__ = ["QueryStringFilter", "configure", "log_config", "redact_query"]
+
+#: Query parameters whose values are never logged (compared without case, `-` as `_`).
+SECRET_PARAMETERS: Final = frozenset(
+    {
+        "t",
+        "token",
+        "jwt",
+        "code",
+        "key",
+        "sig",
+        "signature",
+        "session",
+        "secret",
+        "password",
+        "pass",
+        "auth",
+        "authorization",
+        "assertion",
+        "state",
+        "nonce",
+        "otp",
+        "hmac",
+        "apikey",
+    }
+)
+# A parameter is secret-like when its name holds one of these, too (`access_token`, `api_key`).
+_SECRET_PARTS: Final = ("token", "secret", "passw", "signature", "session", "jwt", "_key", "auth")
+# One `name=value` pair of a query string (also inside a whole logged URL or request line).
+_PAIR: Final = re.compile(r"(?<=[?&;])([^=&;\s\"'#?]+)=([^&;\s\"'#]*)")
+FILL: Final = "•••"
+
+
+def _secret_name(name: str) -> bool:
+    name = unquote(name).strip().lower().replace("-", "_")
+    return name in SECRET_PARAMETERS or any(part in name for part in _SECRET_PARTS)
+
+
+def _pair(match: re.Match[str]) -> str:
+    name, value = match.groups()
+    if value and _secret_name(name):
+        return f"{name}={FILL}"
+    return match.group()
+
+
+def redact_query(text: str) -> str:
+    """`text` with the values of token- and secret-like query parameters replaced by `•••`."""
+    if "=" not in text:
+        return text
+    return _PAIR.sub(_pair, text)
+
+
+class QueryStringFilter(logging.Filter):
+    """Hides secret-like query-string values in a log record: its arguments (uvicorn's access
+    log passes the request path as one) and its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: redact_query(v) if isinstance(v, str) else v for k, v in args.items()}
+        if isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
+        return True
+
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 
@@ -18,13 +92,14 @@ def log_config(level: str = "info") -> dict[str, Any]:
             "correlation": {"()": "commerce_context.correlation.CorrelationFilter"},
             # Last line of defence: e-mail addresses and phone numbers never reach the logs.
             "redact": {"()": "commerce_context.policy.RedactingFilter"},
+            "query": {"()": "commerce_context.logs.QueryStringFilter"},
         },
         "formatters": {"plain": {"format": FORMAT}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "plain",
-                "filters": ["correlation", "redact"],
+                "filters": ["correlation", "query", "redact"],
             }
         },
         "loggers": {
@@ -34,6 +109,13 @@ def log_config(level: str = "info") -> dict[str, Any]:
                 "propagate": False,
             },
             "uvicorn": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            # On the logger too: whatever handler writes an access line, tokens stay out.
+            "uvicorn.access": {
+                "level": level.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+                "filters": ["query"],
+            },
             # httpx logs full URLs, whose query strings may carry customer data.
             "httpx": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },

@@ -27,7 +27,7 @@ from jinja2 import Environment
 from . import formatting
 from .lru import LRU
 from .resolution import Resolution
-from .settings import Settings
+from .settings import Mappings, Settings
 
 __all__ = [
     "LANGUAGES",
@@ -48,13 +48,8 @@ __all__ = [
     "ui_language",
 ]
 
-CUSTOM_FIELD_LABELS = {
-    "supportStatus": "Support status",
-    "internalNote": "Internal note",
-    "rmaStatus": "RMA status",
-    "warehouse": "Warehouse",
-    "marketplaceSource": "Marketplace",
-}
+# Custom-field labels live in the mapping file ([order_custom_fields.<name>] label = ...):
+# `Mappings.custom_field_label(name, language)`; the demo's defaults are in settings.py.
 
 PanelContext = dict[str, Any]
 
@@ -107,8 +102,8 @@ def panel_context(resolution: Resolution, settings: Settings) -> PanelContext:
         "mc_order": lambda order_id: f"{base}/orders/{order_id}",
         "mc_customer": lambda customer_id: f"{base}/customers/{customer_id}",
         "tracking_url": tracking_url,
-        "custom_fields": custom_fields,
-        "label": lambda name: CUSTOM_FIELD_LABELS.get(name, name),
+        "custom_fields": lambda order: custom_fields(order, mappings, t.language),
+        "label": lambda name: mappings.custom_field_label(name, t.language),
         "refunds_of": refunds_of,
         "line_name": lambda order, item: line_name(order, item, locale) or t("order.item_fallback"),
         "note_text": lambda note: note_text(note, t),
@@ -161,17 +156,41 @@ def order_stats(resolution: Resolution) -> dict[str, Any]:
     }
 
 
-def custom_fields(order: Mapping[str, Any]) -> list[tuple[str, str]]:
+def custom_fields(
+    order: Mapping[str, Any], mappings: Mappings, language: str
+) -> list[tuple[str, str, str]]:
+    """(name, label, value) of the order's custom fields that the mapping file lists, in its
+    order; unlisted, excluded and empty ones are left out. Values are already scrubbed, and
+    masked ones already `•••` (the policy did both before caching)."""
     raw = ((order.get("custom") or {}).get("customFieldsRaw")) or []
+    values = {f.get("name"): f.get("value") for f in raw if isinstance(f, Mapping)}
     out = []
-    for field in raw:
-        value = field.get("value")
-        if value in (None, ""):
+    for name, field in mappings.custom_fields.items():
+        if field.treatment == "exclude" or name not in values:
             continue
-        if isinstance(value, Mapping):  # enum values arrive as {key, label}
-            value = value.get("label") or value.get("key")
-        out.append((str(field.get("name")), str(value)))
+        text = _custom_value(values[name], language)
+        if text:
+            out.append((name, field.label_for(language), text))
     return out
+
+
+def _custom_value(value: Any, language: str) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    if isinstance(value, list | tuple):
+        return ", ".join(t for t in (_custom_value(v, language) for v in value) if t)
+    if isinstance(value, Mapping):
+        if "label" in value or "key" in value:  # an enum: {key, label}, label maybe localized
+            return _custom_value(value.get("label") or value.get("key"), language)
+        if "centAmount" in value and "currencyCode" in value:
+            return formatting.money(value, language)
+        if value and all(isinstance(v, str) for v in value.values()):  # a LocalizedString
+            entries = [{"locale": k, "value": v} for k, v in value.items()]
+            return formatting.localized(entries, language)
+        return ""  # a reference or a nested object: nothing an agent can read
+    return str(value)
 
 
 def refunds_of(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:

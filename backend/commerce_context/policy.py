@@ -45,13 +45,20 @@ Logs
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias, cast, get_args, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, get_args, overload
+from urllib.parse import unquote
 
 from .exceptions import ConfigError
+from .scrub import SCRUB_VERSION, Scrubber, scrub
+
+if TYPE_CHECKING:
+    from .settings import Mappings
 
 __all__ = [
     "ADDRESS_FIELDS",
@@ -372,60 +379,105 @@ def _freeze(children: Mapping[str, _Draft], cap: int) -> _Node:
     return node
 
 
-def _copy(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (several times cheaper than copy.deepcopy)."""
+Scrub: TypeAlias = Callable[[str], str]
+# Kinds whose entities may carry the configured (order) custom fields.
+_WITH_CUSTOM_FIELDS: Final = frozenset(KINDS)
+
+
+def _copy(value: Any, scrub: Scrub) -> Any:
+    """A deep copy of JSON-shaped data with every string scrubbed (cheaper than deepcopy)."""
     kind = type(value)
+    if kind is str:
+        return scrub(value)
     if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+        return {key: _copy(item, scrub) for key, item in value.items()}
     if kind is list:
-        return [_copy(item) for item in value]
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return [_copy(item, scrub) for item in value]
+    if kind is int or kind is float or kind is bool or value is None:
         return value
+    if isinstance(value, str):
+        return scrub(str(value))
     if isinstance(value, Mapping):
-        return {key: _copy(item) for key, item in value.items()}
+        return {key: _copy(item, scrub) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_copy(item) for item in value]
+        return [_copy(item, scrub) for item in value]
     return value
 
 
-def _apply(node: _Node, value: Any) -> Any:
+def _apply(node: _Node, value: Any, scrub: Scrub) -> Any:
     if isinstance(value, dict | Mapping):
         out: dict[str, Any] = {}
         get = node.get
         for key, item in value.items():
             rule = get(key)
             if rule is None:
-                out[key] = _copy(item)
+                out[key] = _copy(item, scrub)
             elif rule[0] == _SHOW:
-                out[key] = _apply(rule[2], item) if rule[2] else _copy(item)
+                out[key] = _apply(rule[2], item, scrub) if rule[2] else _copy(item, scrub)
             elif rule[0] == _MASK:
-                out[key] = _mask_value(cast(Masker, rule[1]), item)
+                out[key] = _mask_value(cast(Masker, rule[1]), item, scrub)
             # _EXCLUDE: the key is left out
         return out
     if isinstance(value, list | tuple):
-        return [_apply(node, item) for item in value]
-    return _copy(value)
+        return [_apply(node, item, scrub) for item in value]
+    return _copy(value, scrub)
 
 
-def _mask_value(masker: Masker, value: Any) -> Any:
+def _mask_value(masker: Masker, value: Any, scrub: Scrub) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        return masker(value)
+        return masker(scrub(value))
     if isinstance(value, list | tuple):
-        return [_mask_value(masker, item) for item in value]
+        return [_mask_value(masker, item, scrub) for item in value]
+    return FILL
+
+
+def _custom_fields(entity: dict[str, Any], treatments: Mapping[str, Treatment]) -> None:
+    """Keep only the configured custom fields of `entity`, each treated as configured."""
+    custom = entity.get("custom")
+    if not isinstance(custom, dict):
+        return
+    raw = custom.get("customFieldsRaw")
+    if isinstance(raw, list):
+        kept = []
+        for field in raw:
+            name = field.get("name") if isinstance(field, dict) else None
+            treatment = treatments.get(name) if isinstance(name, str) else None
+            if treatment is None or treatment == "exclude":
+                continue
+            if treatment == "mask":
+                field = {**field, "value": _conceal_any(field.get("value"))}
+            kept.append(field)
+        custom["customFieldsRaw"] = kept
+    for other in ("fields", "customFields"):  # every field at once: never configured, never kept
+        custom.pop(other, None)
+
+
+def _conceal_any(value: Any) -> Any:
+    if value is None or value == "" or value == []:
+        return value
     return FILL
 
 
 class Policy:
     """The field policy in force: the defaults plus the mapping file's `[field_policy]` table.
 
-    Build it once at start-up; `apply()` then walks a precompiled tree of the governed fields.
+    Build it once at start-up (`Policy.from_mappings`); `apply()` then walks a precompiled
+    tree of the governed fields, scrubs every string it copies (`scrub.Scrubber`: card
+    numbers, payment secrets, the configured patterns) and keeps only the configured custom
+    fields. `custom_fields=None` (tests, tools) keeps every custom field, scrubbed.
     """
 
-    __slots__ = ("_effective", "_overrides", "_trees")
+    __slots__ = ("_custom", "_effective", "_overrides", "_scrubber", "_trees")
 
-    def __init__(self, overrides: Mapping[str, Treatment] | None = None) -> None:
+    def __init__(
+        self,
+        overrides: Mapping[str, Treatment] | None = None,
+        *,
+        custom_fields: Mapping[str, Treatment] | None = None,
+        scrubber: Scrubber | None = None,
+    ) -> None:
         overrides = dict(overrides or {})
         for path, treatment in overrides.items():
             if path not in KNOWN_FIELDS:
@@ -434,9 +486,26 @@ class Policy:
                 raise ConfigError(
                     f"field_policy: {path!r} = {treatment!r} is not one of show, mask, exclude"
                 )
+        for name, treatment in (custom_fields or {}).items():
+            if treatment not in TREATMENTS:
+                raise ConfigError(
+                    f"order_custom_fields: {name!r} treatment {treatment!r} is not one of "
+                    "show, mask, exclude"
+                )
         self._overrides: dict[str, Treatment] = overrides
         self._effective: dict[str, Treatment] = {**DEFAULT_POLICY, **overrides}
         self._trees = _compile(self._effective)
+        self._custom = dict(custom_fields) if custom_fields is not None else None
+        self._scrubber = scrubber if scrubber is not None else Scrubber()
+
+    @classmethod
+    def from_mappings(cls, mappings: Mappings) -> Policy:
+        """The policy the mapping file describes (ConfigError on an unknown field path)."""
+        return cls(
+            mappings.field_policy,
+            custom_fields={n: f.treatment for n, f in mappings.custom_fields.items()},
+            scrubber=Scrubber(mappings.scrub.patterns),
+        )
 
     def __repr__(self) -> str:
         return f"Policy({self._overrides!r})"
@@ -444,6 +513,17 @@ class Policy:
     @property
     def overrides(self) -> Mapping[str, Treatment]:
         return dict(self._overrides)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever what `apply()` returns could change: key cache entries by it."""
+        custom = sorted(self._custom.items()) if self._custom is not None else None
+        state = [SCRUB_VERSION, sorted(self._overrides.items()), custom, self._scrubber.patterns]
+        return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:16]
+
+    @property
+    def scrubber(self) -> Scrubber:
+        return self._scrubber
 
     def treatment(self, path: str) -> Treatment:
         """What happens to the value at `path`, including a stricter treatment of a group.
@@ -466,20 +546,25 @@ class Policy:
         return treatment
 
     def apply(self, kind: str, entity: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """A new deep copy of `entity` with masked values masked and excluded keys removed."""
+        """A new deep copy of `entity`: masked, excluded keys removed, every string scrubbed."""
         tree = self._tree(kind)
         if entity is None:
             return None
         if not isinstance(entity, Mapping):
             raise TypeError(f"expected a {kind} mapping, got {type(entity).__name__}")
-        result: dict[str, Any] = _apply(tree, entity)
-        return result
+        return self._one(kind, tree, entity)
 
     def apply_many(
         self, kind: str, entities: Iterable[Mapping[str, Any] | None]
     ) -> list[dict[str, Any] | None]:
         tree = self._tree(kind)
-        return [None if entity is None else _apply(tree, entity) for entity in entities]
+        return [None if entity is None else self._one(kind, tree, entity) for entity in entities]
+
+    def _one(self, kind: str, tree: _Node, entity: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = _apply(tree, entity, self._scrubber)
+        if self._custom is not None and kind in _WITH_CUSTOM_FIELDS:
+            _custom_fields(result, self._custom)
+        return result
 
     def _tree(self, kind: str) -> _Node:
         try:
@@ -522,11 +607,22 @@ def _unknown_path(path: str) -> str:
 
 # An e-mail address, also URL-encoded (`%40`), as it appears in a logged query string.
 _EMAIL_RE: Final = re.compile(r"([\w.+%-]+)(@|%40)([\w-]+(?:\.[\w-]+)+)")
-# A phone-like run: 7+ ASCII digits, optionally with a leading +, spaces, dashes or parentheses
-# between them; not part of a word, an id (`a1-4466...`), a decimal number, or an ISO date.
+# Between the digits of a phone number: spaces (also no-break and thin), dashes, dots,
+# slashes, parentheses, and their URL-encoded forms (`%20`, `+` in a form-encoded query).
+_PHONE_SEP: Final = r"(?:[ \-()./+\u00a0\u202f\u2009]|%2[0BbDdEeFf89]|%[Cc]2%[Aa]0)"
+# A phone-like run: 7+ ASCII digits, optionally after a + (or `%2B`), with up to three
+# separators between digits; not part of a word, an id (`a1-4466...`), or an ISO date.
+# Decimal numbers, IPv4 addresses and dotted or slashed dates are left alone
+# (`_mask_phone_match`).
 _PHONE_RE: Final = re.compile(
-    r"(?<![\w+\-.])(?![0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9]))"
-    r"\+?\(?[0-9](?:[ \-()]{0,2}[0-9]){6,}(?![\w\-]|\.[0-9])"
+    r"(?<![\w+\-.%])(?![0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9]))"
+    r"(?![0-9]{1,2}[./][0-9]{1,2}[./][0-9]{2,4}(?![0-9]))"
+    rf"(?:\+|%2[Bb])?\(?[0-9](?:{_PHONE_SEP}{{0,3}}[0-9]){{6,}}(?![\w\-]|\.[0-9])"
+)
+_NOT_A_PHONE: Final = re.compile(
+    r"[0-9]+\.[0-9]+"  # a decimal number
+    r"|[0-9]{1,3}(?:\.[0-9]{1,3}){3}"  # an IPv4 address
+    r"|[0-9]{4}[./][0-9]{1,2}[./][0-9]{1,2}"  # a date
 )
 
 
@@ -536,11 +632,16 @@ def _mask_email_match(match: re.Match[str]) -> str:
 
 
 def _mask_phone_match(match: re.Match[str]) -> str:
-    return mask_phone(match.group())
+    text = match.group()
+    if _NOT_A_PHONE.fullmatch(text):
+        return text
+    return mask_phone(unquote(text))
 
 
 def redact(text: str) -> str:
-    """`text` with e-mail addresses and phone-like numbers masked as the panels mask them."""
+    """`text` with card numbers and payment secrets scrubbed (`scrub.scrub`), and e-mail
+    addresses and phone-like numbers masked as the panels mask them."""
+    text = scrub(text)
     if "@" in text or "%40" in text:
         text = _EMAIL_RE.sub(_mask_email_match, text)
     return _PHONE_RE.sub(_mask_phone_match, text)

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import ConfigError
+from .scrub import pattern_problem
 
 __all__ = [
     "Mappings",
@@ -319,17 +320,16 @@ class ZendeskSync(BaseModel):
 class Mappings(BaseModel):
     """The TOML config file: store scoping and the field policy."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     stores: dict[str, StoreScope] = Field(default_factory=dict)
     field_policy: dict[str, Treatment] = Field(default_factory=dict)
-    order_custom_fields: tuple[str, ...] = (
-        "supportStatus",
-        "internalNote",
-        "rmaStatus",
-        "warehouse",
-        "marketplaceSource",
+    # The TOML key is `order_custom_fields` (a table, or a list of names); the property of
+    # that name is the tuple of names to request.
+    custom_fields: dict[str, CustomField] = Field(
+        default_factory=lambda: dict(DEFAULT_CUSTOM_FIELDS), alias="order_custom_fields"
     )
+    scrub: Scrub = Field(default_factory=lambda: Scrub())
 
     tracking_urls: dict[str, str] = Field(default_factory=dict)
     writebacks: Writebacks = Field(default_factory=Writebacks)
@@ -361,6 +361,26 @@ class Mappings(BaseModel):
                         )
                     owner[channel] = key
         return self
+
+    @field_validator("custom_fields", mode="before")
+    @classmethod
+    def _custom_fields(cls, value: object) -> object:
+        # The earlier format, a list of names: each is shown, with its known label.
+        if isinstance(value, list | tuple):
+            return {
+                str(name): {"label": _KNOWN_LABELS.get(str(name), str(name))} for name in value
+            }
+        return value
+
+    @property
+    def order_custom_fields(self) -> tuple[str, ...]:
+        """The order custom fields to request: every configured one that is not excluded."""
+        return tuple(n for n, f in self.custom_fields.items() if f.treatment != "exclude")
+
+    def custom_field_label(self, name: str, locale: str | None = None) -> str:
+        """The configured label of custom field `name` in `locale` (e.g. `de` or `de-DE`)."""
+        field = self.custom_fields.get(name)
+        return field.label_for(locale) if field is not None else name
 
     def store_for_brand(self, brand_id: int | None) -> str | None:
         for key, scope in self.stores.items():
