@@ -67,12 +67,21 @@ class Rest:
         await self.post("/orders/import", draft)
 
 
+class FailingFollowUps(httpx.AsyncHTTPTransport):
+    """Forwards everything but the follow-up requests, which fail as in an outage."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"TicketFollowUp" in request.content:
+            raise httpx.ConnectError("follow-ups are down", request=request)
+        return await super().handle_async_request(request)
+
+
 class Views:
     """Ticket views through one cache, counting the requests that leave the process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.recorder = Recorder()
-        self.http = httpx.AsyncClient(event_hooks={"request": [self.recorder]})
+        self.http = httpx.AsyncClient(event_hooks={"request": [self.recorder]}, transport=transport)
         client = CommercetoolsClient(settings, self.http)
         namespace = uuid.uuid4().hex
         self.reader = Reader(client, Policy(), MemoryStore(16 * 1024 * 1024), namespace=namespace)
@@ -133,6 +142,27 @@ async def test_a_customer_found_by_email_sees_all_orders_whatever_the_case(
     warm = await views.view(store="berlin", emails=[typed], brand_id=1001)
     assert views.calls == 0
     assert numbers(warm.orders) == numbers(found.orders)
+
+
+async def test_a_failed_follow_up_shows_the_first_answer_and_says_so(
+    rest: Rest, ct_settings: Settings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    stored = f"Follow.Up.{tag}@Example.com"
+    customer = await rest.customer(stored)
+    await rest.order(f"FU-{tag}-1", stored, customer["id"], "berlin")
+    await rest.order(f"FU-{tag}-2", stored.lower(), None, "berlin")  # a guest order, same address
+    settings = ct_settings.model_copy(update={"ct_max_retries": 0})
+    views = Views(settings, FailingFollowUps())
+    try:
+        found = await views.view(store="berlin", emails=[stored.lower()], brand_id=1001)
+    finally:
+        await views.http.aclose()
+    assert views.calls == 2  # the first request, then the follow-up that failed
+    assert found.customer is not None and found.customer["id"] == customer["id"]
+    assert numbers(found.orders) == [f"FU-{tag}-2"]  # what the first answer had
+    assert [n.code for n in found.notes] == ["incomplete"]
+    assert found.fingerprint is None  # this render is never reused
 
 
 async def test_guest_orders_are_found_by_the_typed_and_the_lowercase_spelling(

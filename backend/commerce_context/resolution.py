@@ -45,7 +45,8 @@ What the panels read from a `Resolution` (all entities already policy-masked):
 
 Everything is read in one GraphQL document. A second request is made only when a customer found
 by email needs their orders read by id (above), or when the order to detail is not in the
-answer (an ambiguous address whose newest order belongs to another customer).
+answer (an ambiguous address whose newest order belongs to another customer). When such a
+follow-up finds commercetools unavailable, the first answer is shown with an `incomplete` note.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import queries, views
 from .cache import Reader
-from .exceptions import BadRequest
+from .exceptions import BadRequest, UpstreamUnavailable
 
 __all__ = [
     "NOTE_CODES",
@@ -107,6 +108,8 @@ NOTE_CODES: Final[dict[str, str]] = {
     "address(es) and are not shown.",
     "orders_hidden": "{count} order(s) of other stores are not shown.",
     "orders_other_accounts": "{count} order(s) of other customer accounts are not shown.",
+    "incomplete": "commercetools did not answer a second request in time: some of this "
+    "shopper's orders, the cart or the order detail may be missing. Refresh to try again.",
 }
 
 
@@ -327,18 +330,21 @@ def resolve_answer(
     *,
     custom_fields: Sequence[str] = (),
     stores_configured: bool = False,
+    final: bool = False,
 ) -> tuple[Resolution, list[queries.Read] | None]:
     """Choose customer, orders and cart from the answer to `plan()` (and to follow-ups).
 
     Returns the resolution and, when the answer is not enough, the reads of a follow-up request;
-    the caller fetches them, merges their answer into `found` and calls this again."""
+    the caller fetches them, merges their answer into `found` and calls this again. `final`:
+    no follow-up can be made, resolve from what there is."""
     result = Resolution(context=context, store=store)
     if stores_configured and store is None and context.brand_id is not None:
         result.note("no_store_mapping", brand=context.brand_id)
     _choose(result, found)
     customer_id = result.customer["id"] if result.customer else None
     if (
-        customer_id is not None
+        not final
+        and customer_id is not None
         and context.emails
         and "co" not in found
         and customer_id != context.external_id
@@ -364,7 +370,7 @@ def resolve_answer(
                 result.order = latest
                 break
         else:
-            if "od" not in found:
+            if "od" not in found and not final:
                 detail = queries.order_by_id(wanted, detail_views(custom_fields), key="od")
                 return result, [detail]
     return result, None
@@ -586,7 +592,8 @@ async def resolve(
 
     Cold: one upstream request; warm: none; changed: at most two. Follow-ups (a customer found
     by email whose orders must be read by id; the order to detail missing from the answer) cost
-    one request each, at most two, and are cached like the first."""
+    one request each, at most two, and are cached like the first. A follow-up that fails leaves
+    the first answer shown, with an `incomplete` note."""
     reads = plan(context, custom_fields, store)
     if not reads:
         resolution = Resolution(context=context, store=store)
@@ -602,7 +609,11 @@ async def resolve(
     for _ in range(MAX_FOLLOW_UPS):
         if more is None:
             break
-        extra = await reader.fetch(more, refresh=context.refresh, name="TicketFollowUp")
+        try:
+            extra = await reader.fetch(more, refresh=context.refresh, name="TicketFollowUp")
+        except UpstreamUnavailable:
+            # The first answer stands: show it, and say that something may be missing.
+            break
         found.update(extra.found)
         fingerprint = fingerprint + extra.fingerprint if fingerprint and extra.fingerprint else None
         if extra.as_of is not None:
@@ -610,6 +621,17 @@ async def resolve(
         resolution, more = resolve_answer(
             context, store, found, custom_fields=custom_fields, stores_configured=stores_configured
         )
+    if more is not None:
+        resolution, _ = resolve_answer(
+            context,
+            store,
+            found,
+            custom_fields=custom_fields,
+            stores_configured=stores_configured,
+            final=True,
+        )
+        resolution.note("incomplete")
+        fingerprint = None  # never reuse this render once the follow-up can be read
     resolution.as_of = as_of
     resolution.fingerprint = fingerprint
     return resolution
