@@ -19,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
 from . import actions, errors, events, health, panels, sidebar, webhooks
+from .admin import routes as admin_routes
 from .audit import Audit
 from .breaker import CircuitBreaker
 from .cache import Freshness, Reader
@@ -158,6 +159,7 @@ def create_app(
         Route("/zendesk/actions/{job_id}", actions.status, methods=["GET"]),
         Route("/zendesk/activity", actions.activity, methods=["GET"], name="activity"),
         Route("/commercetools/events", events.receive, methods=["POST"]),
+        *admin_routes(),
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
         Route("/demo/zendesk/webhook", webhooks.demo_sign, methods=["POST"]),
