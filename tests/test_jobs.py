@@ -99,6 +99,11 @@ async def test_pending_updates_of_one_field_coalesce_to_the_latest(
     assert later.id != jobs[0].id
     assert later.state == "queued"
     assert later.payload == {"value": "v5"}
+    # ... and it waits until the older write has finished: values land in order.
+    assert await queue.claim(10, worker="w2", lease=30) == []
+    assert await queue.complete(next(j for j in claimed if j.id == jobs[0].id), None)
+    [after] = await queue.claim(10, worker="w2", lease=30)
+    assert after.id == later.id
 
 
 async def test_concurrent_claims_never_hand_out_a_job_twice(

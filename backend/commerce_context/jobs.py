@@ -382,11 +382,16 @@ class Queue:
                 exclude = f"AND destination NOT IN ({', '.join('?' * len(blocked))}) "
                 params.extend(blocked)
             lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
+            # One job per coalesce key at a time: a newer value never overtakes an older one
+            # still being written (latest value wins at the destination, too).
             candidates = await tx.fetchall(
                 "SELECT id, destination FROM jobs WHERE ((state = 'queued' AND run_at <= ?) "  # noqa: S608
                 "OR (state = 'running' AND lease_until < ?)) "
-                f"{exclude}ORDER BY run_at, created_at LIMIT ?{lock}",
-                (*params, n * 4),
+                f"{exclude}AND (coalesce_key IS NULL OR coalesce_key NOT IN (SELECT coalesce_key "
+                "FROM jobs WHERE state = 'running' AND coalesce_key IS NOT NULL "
+                "AND lease_until >= ?)) "
+                f"ORDER BY run_at, created_at LIMIT ?{lock}",
+                (*params, now, n * 4),
             )
             chosen = await self._take_tokens(tx, candidates, now, n)
             if not chosen:
