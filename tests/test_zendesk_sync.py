@@ -94,11 +94,12 @@ class Sync:
         await self.fake.idle()
 
     async def _pending(self) -> bool:
-        """A job running, or queued and due (jobs delayed for later do not count)."""
-        if await self.queue.list(state="running"):
-            return True
-        now = time.time()
-        return any(job.run_at <= now for job in await self.queue.list(state="queued"))
+        """A job running, or queued and due soon (a job delayed by a minute does not count)."""
+        soon = time.time() + 10
+        return any(
+            job.state == "running" or (job.state == "queued" and job.run_at <= soon)
+            for job in await self.queue.list(limit=1000)
+        )
 
     def reconfigure(self, config: str, path: Path) -> None:
         path.write_text(config)
@@ -366,3 +367,32 @@ async def test_solved_tickets_are_updated_only_when_configured(
     await sync.run_until_idle()
     assert sync.fake.field_value(solved["id"], STATE_FIELD) is not None
     assert sync.fake.tickets[solved["id"]]["status"] == "solved"  # not reopened
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+async def test_a_429_storm_and_5xx_pause_the_destination_and_nothing_is_lost(sync: Sync) -> None:
+    customers = [await sync.customer(_unique_email(f"storm{i}")) for i in range(3)]
+    sync.fake.window = 1.0  # ratelimit-reset, used when Retry-After is missing, is short
+    sync.fake.inject("429", count=2, seconds=1)
+    sync.fake.inject("429-no-retry-after")
+    sync.fake.inject("503")
+    await enqueue_customers(sync.queue, [c["id"] for c in customers], key="test:storm")
+    await sync.run_until_idle()
+    for customer in customers:
+        assert sync.fake.user_by_external_id(customer["id"]) is not None
+        assert await sync.outcomes(customer["id"]) == ["created"]
+    assert len(sync.fake.users) == 3
+    assert sync.fake.throttled == 3
+
+
+async def test_a_rerun_after_a_crash_polls_the_submitted_zendesk_job(sync: Sync) -> None:
+    customer = await sync.customer(_unique_email("crash"))
+    (job,) = await enqueue_customers(sync.queue, [customer["id"]], key="test:crash")
+    context = sync.services.context(job)
+    await HANDLERS[CUSTOMERS_KIND](context, job.payload)
+    # The worker died before settling the job: it runs again with the same key.
+    await HANDLERS[CUSTOMERS_KIND](context, job.payload)
+    assert sync.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
+    assert len(sync.fake.users) == 1

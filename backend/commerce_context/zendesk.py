@@ -277,7 +277,10 @@ class ZendeskClient:
             self.throttled += 1
             retry_after = _retry_after(response)
             if retry_after is None:
-                retry_after = self.rate_limit.reset or self._settings.zendesk_fallback_backoff
+                reset = self.rate_limit.reset
+                retry_after = (
+                    reset if reset is not None else self._settings.zendesk_fallback_backoff
+                )
             self._blocked_until = max(self._blocked_until, self._clock() + retry_after)
             raise UpstreamUnavailable(
                 f"Zendesk rate limit exceeded (HTTP 429); retry in {retry_after:.0f} s",
