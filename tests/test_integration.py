@@ -34,8 +34,13 @@ async def test_order_by_number_with_every_order_view(
     assert {"centAmount", "fractionDigits"} <= set(order["totalPrice"])
     assert len(order["lineItems"]) == 2
     assert all(item["variant"]["sku"] for item in order["lineItems"])
-    # Imported orders carry product discounts on the price (no discountedPricePerQuantity).
-    assert any(item["price"]["discounted"] for item in order["lineItems"])
+    # The demo's sale is a negative custom line (the emulator ignores price.discounted in a
+    # line's total; see emulator/seed.py), so lines, custom lines and shipping add up.
+    assert [c["totalPrice"]["centAmount"] < 0 for c in order["customLineItems"]] == [True]
+    amounts = [i["totalPrice"]["centAmount"] for i in order["lineItems"]]
+    amounts += [c["totalPrice"]["centAmount"] for c in order["customLineItems"]]
+    amounts.append(order["shippingInfo"]["price"]["centAmount"])
+    assert sum(amounts) == order["totalPrice"]["centAmount"]
     parcels = [p for d in order["shippingInfo"]["deliveries"] for p in d["parcels"]]
     assert {p["trackingData"]["trackingId"] for p in parcels} == set(info.tracking_ids)
     transactions = [t for p in order["paymentInfo"]["payments"] for t in p["transactions"]]

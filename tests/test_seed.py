@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -22,12 +23,14 @@ import pytest_asyncio
 from commerce_context.emulator.process import EmulatorError, EmulatorProcess
 from commerce_context.emulator.seed import (
     CUSTOM_TYPE_KEY,
+    CUSTOMER_SPECS,
     GUEST_EMAIL,
     ORDER_SPECS,
     SHARED_EMAIL,
     DemoData,
     SeedRequest,
     drafts,
+    order_total_cents,
     seed_demo_project,
 )
 from tests.openapi import assert_valid, validation_errors
@@ -301,9 +304,14 @@ def _component_for(path: str) -> str:
 async def test_requests_actually_sent_match_openapi(seeded: tuple[DemoData, Recorder]) -> None:
     _, recorder = seeded
     assert len(recorder.requests) > 50
+    harness = re.compile(rf"/_harness/{PROJECT_KEY}/(order|payment|customer)/[0-9a-f-]+/timestamps")
+    stamps = [r for r in recorder.requests if harness.fullmatch(r[1])]
+    # one per customer, order and payment: the emulator's timestamps route (not the API)
+    assert len(stamps) == len(CUSTOMER_SPECS) + 2 * len(ORDER_SPECS)
     for method, path, body in recorder.requests:
         assert method == "POST"
-        assert_valid(_component_for(path), body)
+        if (method, path, body) not in stamps:
+            assert_valid(_component_for(path), body)
 
 
 @pytest.mark.emulator
@@ -407,8 +415,8 @@ async def test_customers_have_profile_group_and_store(
         assert customer["key"] == key
         assert customer["firstName"] == info.first_name
         assert customer["lastName"] == info.last_name
-        assert customer["email"].lower() == info.email
-        assert customer["email"].endswith(("@example.com", "@example.org"))
+        assert customer["email"].lower() == info.email.lower()
+        assert customer["email"].lower().endswith(("@example.com", "@example.org"))
         assert customer["addresses"][0]["phone"].startswith("+")
         assert customer["stores"] == [{"typeId": "store", "key": info.store_key}]
         assert groups[customer["customerGroup"]["id"]] == info.customer_group_key
@@ -501,13 +509,84 @@ async def test_returns(ct: httpx.AsyncClient, data: DemoData) -> None:
 
 @pytest.mark.emulator
 async def test_discounts_are_visible_on_orders(ct: httpx.AsyncClient, data: DemoData) -> None:
+    # The sale: the hoodie at its list price, and a discount line for the 20 % it took off.
     order = await _order(ct, "DE-1002")
     hoodie = next(li for li in order["lineItems"] if li["variant"]["sku"] == "HOODIE-GRY-L")
-    discounted = hoodie["price"]["discounted"]
-    assert discounted["value"]["centAmount"] < hoodie["price"]["value"]["centAmount"]
-    assert discounted["discount"]["typeId"] == "product-discount"
+    assert hoodie["totalPrice"]["centAmount"] == 7995
+    (sale,) = order["customLineItems"]
+    assert sale["name"]["en-GB"] == "Autumn sale -20 %"
+    assert sale["totalPrice"]["centAmount"] == -(7995 * 2000 // 10000)
     voucher = await _order(ct, "DE-1001")
     assert voucher["customLineItems"][0]["money"]["centAmount"] < 0
+
+
+@pytest.mark.emulator
+async def test_every_orders_amounts_add_up_to_its_total(
+    ct: httpx.AsyncClient, data: DemoData
+) -> None:
+    for number in data.orders:
+        order = await _order(ct, number)
+        lines = [li["totalPrice"]["centAmount"] for li in order["lineItems"]]
+        lines += [c["totalPrice"]["centAmount"] for c in order.get("customLineItems") or []]
+        shipping = order["shippingInfo"]["price"]["centAmount"]
+        assert sum(lines) + shipping == order["totalPrice"]["centAmount"], number
+        # and the payments planned (and charged) exactly that
+        assert (
+            order_total_cents(next(o for o in ORDER_SPECS if o.number == number))
+            == (order["totalPrice"]["centAmount"])
+        )
+
+
+@pytest.mark.emulator
+async def test_dates_tell_a_story(
+    ct: httpx.AsyncClient, data: DemoData, emulator: EmulatorProcess
+) -> None:
+    orders = [await _order(ct, number, expand=True) for number in data.orders]
+    created = [dt.datetime.fromisoformat(o["createdAt"]) for o in orders]
+    # spread over months, oldest first, the newest some days before the seed ran
+    assert created == sorted(created)
+    assert created[-1] - created[0] > dt.timedelta(days=90)
+    assert dt.datetime.now(dt.UTC) - created[-1] > dt.timedelta(days=7)
+    for order, when in zip(orders, created, strict=True):
+        spec = next(o for o in ORDER_SPECS if o.number == order["orderNumber"])
+        assert order["completedAt"] == order["createdAt"]
+        for delivery in order["shippingInfo"].get("deliveries") or []:
+            shipped = dt.datetime.fromisoformat(delivery["createdAt"])
+            assert shipped - when == dt.timedelta(days=1)
+            assert all(p["createdAt"] == delivery["createdAt"] for p in delivery["parcels"])
+        for info in order.get("returnInfo") or []:
+            assert spec.returned is not None
+            returned = dt.datetime.fromisoformat(info["returnDate"])
+            assert returned > when + dt.timedelta(days=1)
+            assert all(i["createdAt"] == info["returnDate"] for i in info["items"])
+        payment = order["paymentInfo"]["payments"][0]["obj"]
+        assert payment["createdAt"] == order["createdAt"]
+        for transaction in payment["transactions"]:
+            assert dt.datetime.fromisoformat(transaction["timestamp"]) >= when
+    for key, info in data.customers.items():
+        customer = await _get(ct, f"/customers/{info.id}")
+        first = min(
+            c for o, c in zip(orders, created, strict=True) if o.get("customerId") == info.id
+        )
+        assert first - dt.datetime.fromisoformat(customer["createdAt"]) == dt.timedelta(days=21), (
+            key
+        )
+    # The harness route refuses what is not a timestamp.
+    route = f"{emulator.url}/_harness/{PROJECT_KEY}/order/{orders[0]['id']}/timestamps"
+    bad = await ct.post(route, json={"createdAt": "yesterday"})
+    assert bad.status_code == 400
+
+
+@pytest.mark.emulator
+async def test_purchase_order_number_and_email_case(ct: httpx.AsyncClient, data: DemoData) -> None:
+    order = await _order(ct, "US-3002")
+    assert order["purchaseOrderNumber"] == "PO-4500012345"
+    assert "purchaseOrderNumber" not in await _order(ct, "US-3001")
+    # James's account holds his address as typed; his orders carry it in lower case.
+    james = await _get(ct, f"/customers/{data.customers['james-taylor'].id}")
+    assert james["email"] == "James.Taylor@Example.com"
+    orders = await _get(ct, "/orders", where=f'customerId="{james["id"]}"')
+    assert {o["customerEmail"] for o in orders["results"]} == {"james.taylor@example.com"}
 
 
 @pytest.mark.emulator
@@ -522,6 +601,7 @@ async def test_active_carts(ct: httpx.AsyncClient, data: DemoData) -> None:
         assert cart["totalPrice"]["currencyCode"] == data.stores[customer.store_key].currency
         assert cart["lineItems"] and all(li["variant"]["sku"] for li in cart["lineItems"])
         assert cart["totalPrice"]["centAmount"] > 0
+        assert cart["customerEmail"].lower() == customer.email.lower()
 
 
 @pytest.mark.emulator

@@ -8,11 +8,22 @@
 * two customer groups, one tax category, one zone and one shipping method per store;
 * a product type, a product discount and six products. The emulator resolves line items by
   SKU, so both imported orders and carts need real products;
-* five customers. Two of them share one email address in two different stores;
+* five customers. Two of them share one email address in two different stores; James Taylor's
+  account holds his address as he typed it at sign-up (``James.Taylor@Example.com``) while his
+  orders carry it in lower case, as many shops store it;
 * eleven orders imported with ``POST /orders/import``: registered and guest orders, discounts,
-  deliveries with tracked parcels, payments with Authorization/Charge/Refund transactions, and
-  returns;
-* active carts for three customers.
+  deliveries with tracked parcels, payments with Authorization/Charge/Refund transactions,
+  returns, and one purchase-order number;
+* active carts for three customers, each with the customer's email.
+
+What an agent sees must add up: every order's line items, custom lines (the voucher and the
+sale discount), shipping and discounts sum to its ``totalPrice`` as commercetools answers it
+(tests/test_panels_render.py checks each one through the panels).
+
+Dates tell a story over four months before the moment of seeding: the dates in ``ORDER_SPECS``
+are written relative to ``STORY_NOW`` and shifted so that ``STORY_NOW`` is when the seed runs.
+Orders are placed on their date, shipped a day later, returned and refunded on the return's
+date; customers signed up three weeks before their first order.
 
 Every request body comes from a pure builder function, and :func:`drafts` lists them all (with
 placeholder ids). A test can then check each payload against the official OpenAPI schema
@@ -27,19 +38,28 @@ around so that the payloads stay valid for the real API:
 * ``customerGroup`` in a CustomerDraft, and ``customer``/``interfaceId`` in a PaymentDraft,
   are dropped on create. We re-apply them with update actions when the response lacks them.
 * ``shipmentState`` in an OrderImportDraft is dropped, so we set it with ``changeShipmentState``.
-* ``completedAt`` in an OrderImportDraft is dropped, and ``createdAt`` can never be set by
-  a client. So orders are imported oldest first, and ``createdAt`` order matches the story.
-* LineItemImportDraft has no ``discountedPricePerQuantity`` (not in the API either). Discounts
-  are expressed as ``price.discounted`` (a product discount) and a negative custom line item
-  (a voucher). See :func:`order_import_draft`.
+* ``completedAt`` in an OrderImportDraft is dropped, and ``createdAt`` (of orders, customers,
+  deliveries, parcels and return items) can never be set by a client, so every one of them
+  would be the second the seed ran, while payments and returns carry the story's dates: an
+  agent would see a payment months before its order. The emulator launcher (``server.mjs``)
+  therefore has one harness route, ``POST /_harness/{project}/{type}/{id}/timestamps``, which
+  the seed uses after each write to set those server-kept timestamps to the story's (see
+  :func:`_set_timestamps`; ``backdate=False`` skips it, e.g. against a real project, where the
+  orders keep their import time and ``completedAt`` holds the story's date). ``version`` and
+  ``lastModifiedAt`` stay as the server set them. Orders are still imported oldest first, so
+  ``createdAt`` order matches the story even without the harness route.
+* LineItemImportDraft has no ``discountedPricePerQuantity`` (not in the API either), and the
+  emulator ignores ``price.discounted`` when it computes a line item's ``totalPrice``: a line
+  bought in the sale would show its list price as its total while the order total is the
+  discounted one. So the sale is imported the way the emulator can hold it: the line at its
+  list price and a negative custom line item "Autumn sale -20 %" for what it took off, next
+  to the voucher's negative custom line item. See :func:`order_import_draft`.
+* ``purchaseOrderNumber`` in an OrderImportDraft is dropped; ``setPurchaseOrderNumber`` sets it.
 * Return items always get ``paymentState: "Initial"`` and ``setReturnPaymentState`` is not
   implemented. The refund is visible as a ``Refund`` transaction and the ``rmaStatus`` field.
 
 Quirks that are left alone (do not build tests on them):
 
-* The emulator ignores ``price.discounted`` when it computes a line item's ``totalPrice`` and
-  the order's ``taxedPrice``. Those show list prices, while ``totalPrice`` is the discounted
-  amount we import, and that amount is what the payments charge.
 * ``addDelivery``'s ``deliveryKey`` is stored as ``deliveryKey`` on the delivery, not as ``key``.
 * Customer bodies include ``password`` as base64 of the plain text (the real API returns a
   hash). The demo passwords are ``demo-{customer key}``.
@@ -48,6 +68,7 @@ Quirks that are left alone (do not build tests on them):
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +110,25 @@ SEED_CLIENT_ID: Final = "commerce-context-seed"
 SEED_CLIENT_SECRET: Final = "seed-secret"  # noqa: S105 - the emulator accepts any secret
 
 LOCALES: Final = ("de-DE", "en-GB", "en-US")
+# The dates below are written as if the seed ran at this moment; the seed shifts them all so
+# that it is the moment it runs (see the module docstring).
+STORY_NOW: Final = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+NO_SHIFT: Final = dt.timedelta(0)
+SHIPPED_AFTER: Final = dt.timedelta(days=1)
+SIGNED_UP_BEFORE: Final = dt.timedelta(days=21)
+
+
+def story_shift(now: dt.datetime | None = None) -> dt.timedelta:
+    """How far the story's dates move so that ``STORY_NOW`` is ``now`` (default: this moment),
+    rounded to whole minutes so the dates stay readable."""
+    now = now or dt.datetime.now(dt.UTC)
+    return dt.timedelta(minutes=round((now - STORY_NOW).total_seconds() / 60))
+
+
+def _at(iso: str, shift: dt.timedelta, plus: dt.timedelta = NO_SHIFT) -> str:
+    """A story timestamp (``2026-08-03T09:12:00.000Z``) moved by ``shift`` (+ ``plus``)."""
+    moment = dt.datetime.fromisoformat(iso) + shift + plus
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 # =============================================================================================
@@ -173,6 +213,9 @@ class CustomerSpec:
     city: str
     phone: str
     state: str | None = None
+    # The address as stored on the account, when it differs (in case only) from `email`, which
+    # is what the orders carry.
+    account_email: str | None = None
 
 
 CUSTOMER_SPECS: Final = (
@@ -180,7 +223,7 @@ CUSTOMER_SPECS: Final = (
                  "C-10001", "de-DE", "Torstraße", "12", "10119", "Berlin", "+49 30 5550 1234"),
     CustomerSpec("james-taylor", "james.taylor@example.com", "James", "Taylor", "london",
                  "regular", "C-20001", "en-GB", "Camden Road", "14", "NW1 9DP", "London",
-                 "+44 20 7946 0958"),
+                 "+44 20 7946 0958", account_email="James.Taylor@Example.com"),
     CustomerSpec("emily-johnson", "emily.johnson@example.com", "Emily", "Johnson", "newyork",
                  "vip", "C-30001", "en-US", "Fifth Avenue", "350", "10118", "New York",
                  "+1 212 555 0142", state="NY"),
@@ -255,6 +298,7 @@ class OrderSpec:
     rma_status: Literal["none", "requested", "approved", "received", "refunded"] = "none"
     internal_note: str | None = None
     marketplace_source: str | None = None
+    purchase_order: str | None = None  # the shopper's own order reference (B2B)
 
     @property
     def email(self) -> str:
@@ -318,7 +362,8 @@ ORDER_SPECS: Final = (
               (LineSpec("BACKPACK-20L"), LineSpec("TSHIRT-ORG-M", 2)),
               "Confirmed", "Paid", "Shipped", _card("8816178952380005"),
               parcels=(ParcelSpec("1Z999AA10123457001", ("BACKPACK-20L",)),
-                       ParcelSpec("1Z999AA10123457002", ("TSHIRT-ORG-M",)))),
+                       ParcelSpec("1Z999AA10123457002", ("TSHIRT-ORG-M",))),
+              purchase_order="PO-4500012345"),
     OrderSpec("UK-2003", "london", "james-taylor", "2026-11-04T10:20:00.000Z",
               (LineSpec("SNEAKER-WHT-42"),),
               "Open", "Pending", "Pending", _paypal("PAYID-NB7Q2003", charged=False),
@@ -597,7 +642,7 @@ def product_type_draft() -> SeedRequest:
     return SeedRequest("ProductTypeDraft", "POST", "/product-types", payload)
 
 
-def product_discount_draft() -> SeedRequest:
+def product_discount_draft(shift: dt.timedelta = NO_SHIFT) -> SeedRequest:
     payload = {
         "key": PRODUCT_DISCOUNT_KEY,
         "name": _localized("Autumn sale -20 %", "Herbst-Sale -20 %"),
@@ -605,8 +650,8 @@ def product_discount_draft() -> SeedRequest:
         "predicate": 'sku in ("HOODIE-GRY-L", "BACKPACK-20L")',
         "sortOrder": "0.8",
         "isActive": True,
-        "validFrom": "2026-08-15T00:00:00.000Z",
-        "validUntil": "2026-10-31T23:59:59.000Z",
+        "validFrom": _at("2026-08-15T00:00:00.000Z", shift),
+        "validUntil": _at("2026-10-31T23:59:59.000Z", shift),
     }
     return SeedRequest("ProductDiscountDraft", "POST", "/product-discounts", payload)
 
@@ -677,7 +722,7 @@ def customer_draft(spec: CustomerSpec, *, email: str | None = None) -> SeedReque
     payload = {
         "key": spec.key,
         "customerNumber": spec.customer_number,
-        "email": email or spec.email,
+        "email": email or spec.account_email or spec.email,
         "password": f"demo-{spec.key}",
         "firstName": spec.first_name,
         "lastName": spec.last_name,
@@ -734,15 +779,28 @@ def _custom_fields(order: OrderSpec) -> dict[str, str]:
     return fields
 
 
+def _sale_cents(order: OrderSpec) -> int:
+    """What the product discount took off the order's lines, in cents."""
+    currency = _STORES[order.store].currency
+    saved = 0
+    for line in order.lines:
+        price, discounted = _unit_cents(line, currency)
+        if discounted is not None:
+            saved += (price - discounted) * line.quantity
+    return saved
+
+
 def order_import_draft(
-    order: OrderSpec, *, customer_id: str | None, product_discount_id: str
+    order: OrderSpec, *, customer_id: str | None, shift: dt.timedelta = NO_SHIFT
 ) -> SeedRequest:
     """The OrderImportDraft for ``order``.
 
     Discounts: LineItemImportDraft has no ``discountedPricePerQuantity`` (the API computes it
-    only for carts). The closest importable representations are ``price.discounted``, which
-    records the product discount that was active when the order was placed, and a negative
-    custom line item for an order-level voucher. Both show up on the imported order.
+    only for carts), and the emulator computes a line's ``totalPrice`` from ``price.value``
+    alone. So lines are imported at their list price, and each discount is a negative custom
+    line item: the sale (what the product discount took off the lines bought in it) and the
+    voucher. Lines, custom lines and shipping then add up to ``totalPrice`` on the emulator as
+    on the real API.
     """
     store = _STORES[order.store]
     currency = store.currency
@@ -753,13 +811,8 @@ def order_import_draft(
     line_items: list[Json] = []
     for line in order.lines:
         product = _PRODUCTS[line.sku]
-        price, discounted = _unit_cents(line, currency)
+        price, _discounted = _unit_cents(line, currency)
         price_draft: Json = {"value": _money(currency, price), "country": store.country}
-        if discounted is not None:
-            price_draft["discounted"] = {
-                "value": _money(currency, discounted),
-                "discount": _ref("product-discount", id=product_discount_id),
-            }
         line_items.append(
             {
                 "key": line.sku.lower(),
@@ -771,6 +824,19 @@ def order_import_draft(
             }
         )
     custom_line_items: list[Json] = []
+    sale = _sale_cents(order)
+    if sale:
+        custom_line_items.append(
+            {
+                "key": "autumn-sale",
+                "name": _localized("Autumn sale -20 %", "Herbst-Sale -20 %"),
+                "slug": "autumn-sale",
+                "quantity": 1,
+                "money": _money(currency, -sale),
+                "taxRate": _tax_rate(store),
+                "priceMode": "Standard",
+            }
+        )
     if order.voucher_cents:
         custom_line_items.append(
             {
@@ -811,11 +877,14 @@ def order_import_draft(
         # Sent for the real API; the emulator drops it, see order_followup_update().
         "shipmentState": order.shipment_state,
         "origin": "Customer",
-        "completedAt": order.placed_at,
+        "completedAt": _at(order.placed_at, shift),
         "custom": {"type": _ref("type", key=CUSTOM_TYPE_KEY), "fields": _custom_fields(order)},
     }
     if custom_line_items:
         payload["customLineItems"] = custom_line_items
+    if order.purchase_order:
+        # Sent for the real API; the emulator drops it, see order_followup_update().
+        payload["purchaseOrderNumber"] = order.purchase_order
     if customer_id is not None:
         payload["customerId"] = customer_id
         assert spec is not None
@@ -835,21 +904,20 @@ def _transaction(
     }
 
 
-def payment_draft(order: OrderSpec, *, customer_id: str | None) -> SeedRequest:
+def payment_draft(
+    order: OrderSpec, *, customer_id: str | None, shift: dt.timedelta = NO_SHIFT
+) -> SeedRequest:
     """Authorization and (usually) Charge; a Refund is added later, after the return."""
     currency = _STORES[order.store].currency
     total = order_total_cents(order)
     pay = order.payment
     ref = pay.psp_reference
+    placed = _at(order.placed_at, shift)
     transactions = [
-        _transaction(
-            "Authorization", currency, total, order.placed_at, f"{ref}-A", pay.authorization_state
-        )
+        _transaction("Authorization", currency, total, placed, f"{ref}-A", pay.authorization_state)
     ]
     if pay.charged:
-        transactions.append(
-            _transaction("Charge", currency, total, order.placed_at, f"{ref}-C", "Success")
-        )
+        transactions.append(_transaction("Charge", currency, total, placed, f"{ref}-C", "Success"))
     payload: Json = {
         "key": f"payment-{order.number.lower()}",
         "interfaceId": ref,
@@ -870,7 +938,9 @@ def payment_draft(order: OrderSpec, *, customer_id: str | None) -> SeedRequest:
     return SeedRequest("PaymentDraft", "POST", "/payments", payload)
 
 
-def payment_refund_update(order: OrderSpec, payment_id: str, version: int) -> SeedRequest | None:
+def payment_refund_update(
+    order: OrderSpec, payment_id: str, version: int, shift: dt.timedelta = NO_SHIFT
+) -> SeedRequest | None:
     """The Refund transaction, added once the return arrived (None if there is none)."""
     if not order.payment.refund_cents or order.returned is None:
         return None
@@ -879,7 +949,7 @@ def payment_refund_update(order: OrderSpec, payment_id: str, version: int) -> Se
         "Refund",
         currency,
         order.payment.refund_cents,
-        order.returned.date,
+        _at(order.returned.date, shift),
         f"{order.payment.psp_reference}-R",
         "Success",
     )
@@ -904,14 +974,20 @@ def order_followup_update(
     version: int,
     line_item_ids: Mapping[str, str],
     payment_id: str,
+    shift: dt.timedelta = NO_SHIFT,
 ) -> SeedRequest:
-    """Everything that happens after the import: shipment state, delivery, payment, return.
+    """Everything that happens after the import: shipment state, delivery, payment, return,
+    and the purchase-order number the import dropped.
 
     ``line_item_ids`` maps SKU -> line item id of the imported order.
     """
     store = _STORES[order.store]
     quantities = {line.sku: line.quantity for line in order.lines}
     actions: list[Json] = [{"action": "changeShipmentState", "shipmentState": order.shipment_state}]
+    if order.purchase_order:
+        actions.append(
+            {"action": "setPurchaseOrderNumber", "purchaseOrderNumber": order.purchase_order}
+        )
     if order.parcels:
         parcels = [
             {
@@ -942,7 +1018,7 @@ def order_followup_update(
             {
                 "action": "addReturnInfo",
                 "returnTrackingId": r.tracking_id,
-                "returnDate": r.date,
+                "returnDate": _at(r.date, shift),
                 "items": [
                     {
                         "key": f"{order.number.lower()}-return-1",
@@ -1003,9 +1079,7 @@ def drafts() -> list[SeedRequest]:
         requests.append(customer_update(pid(c.key), 1, _customer_repairs(c, {})))
     for o in ORDER_SPECS:
         customer_id = pid(o.customer) if o.customer else None
-        requests.append(
-            order_import_draft(o, customer_id=customer_id, product_discount_id=pid("discount"))
-        )
+        requests.append(order_import_draft(o, customer_id=customer_id))
         payment = payment_draft(o, customer_id=customer_id)
         requests.append(payment)
         repairs = _payment_repairs(payment.payload, {})
@@ -1040,8 +1114,24 @@ class SeedError(RuntimeError):
 class _Api:
     def __init__(self, http: httpx.AsyncClient, api_url: str, project_key: str, token: str):
         self.http = http
-        self.base = f"{api_url.rstrip('/')}/{project_key}"
+        self.root = api_url.rstrip("/")
+        self.project_key = project_key
+        self.base = f"{self.root}/{project_key}"
         self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def set_timestamps(self, type_id: str, resource_id: str, stamps: Json) -> Json:
+        """Set server-kept timestamps through the emulator's harness route (server.mjs); no
+        commercetools API can, see the module docstring."""
+        path = f"{self.root}/_harness/{self.project_key}/{type_id}/{resource_id}/timestamps"
+        response = await self.http.post(path, json=stamps, headers=self.headers)
+        if response.status_code != 200:
+            raise SeedError(
+                f"setting the timestamps of {type_id} {resource_id} needs the emulator's harness "
+                f"route (seed with backdate=False against a real project): "
+                f"{response.status_code} {response.text[:300]}"
+            )
+        body: Json = response.json()
+        return body
 
     async def send(self, request: SeedRequest) -> Json:
         response = await self.http.request(
@@ -1085,8 +1175,9 @@ def _is_duplicate_email(error: SeedError) -> bool:
 def _customer_repairs(spec: CustomerSpec, created: Json) -> list[Json]:
     """Update actions for draft fields the server did not store (the emulator drops some)."""
     actions: list[Json] = []
-    if created.get("email", "").lower() != spec.email.lower():
-        actions.append({"action": "changeEmail", "email": spec.email})
+    wanted = spec.account_email or spec.email
+    if created.get("email", "") != wanted:
+        actions.append({"action": "changeEmail", "email": wanted})
     if not created.get("customerGroup"):
         actions.append(
             {"action": "setCustomerGroup", "customerGroup": _ref("customer-group", key=spec.group)}
@@ -1127,16 +1218,10 @@ async def _create_customer(api: _Api, spec: CustomerSpec) -> Json:
 
 
 async def _create_order(
-    api: _Api,
-    order: OrderSpec,
-    *,
-    customer_id: str | None,
-    product_discount_id: str,
+    api: _Api, order: OrderSpec, *, customer_id: str | None, shift: dt.timedelta, backdate: bool
 ) -> tuple[Json, Json]:
-    imported = await api.send(
-        order_import_draft(order, customer_id=customer_id, product_discount_id=product_discount_id)
-    )
-    payment_request = payment_draft(order, customer_id=customer_id)
+    imported = await api.send(order_import_draft(order, customer_id=customer_id, shift=shift))
+    payment_request = payment_draft(order, customer_id=customer_id, shift=shift)
     payment = await api.send(payment_request)
     repairs = _payment_repairs(payment_request.payload, payment)
     if repairs:
@@ -1150,22 +1235,56 @@ async def _create_order(
             version=imported["version"],
             line_item_ids=line_item_ids,
             payment_id=payment["id"],
+            shift=shift,
         )
     )
-    refund = payment_refund_update(order, payment["id"], payment["version"])
+    refund = payment_refund_update(order, payment["id"], payment["version"], shift)
     if refund is not None:
         payment = await api.send(refund)
+    if backdate:
+        updated = await api.set_timestamps("order", updated["id"], order_timestamps(order, shift))
+        payment = await api.set_timestamps(
+            "payment", payment["id"], {"createdAt": _at(order.placed_at, shift)}
+        )
     return updated, payment
 
 
+def order_timestamps(order: OrderSpec, shift: dt.timedelta) -> dict[str, str]:
+    """The server-kept timestamps of an order in the story (see ``_Api.set_timestamps``)."""
+    placed = _at(order.placed_at, shift)
+    stamps = {"createdAt": placed, "completedAt": placed}
+    if order.parcels:
+        stamps["deliveriesCreatedAt"] = _at(order.placed_at, shift, SHIPPED_AFTER)
+    if order.returned is not None:
+        stamps["returnsCreatedAt"] = _at(order.returned.date, shift)
+    return stamps
+
+
+def customer_signed_up(spec: CustomerSpec, shift: dt.timedelta) -> str:
+    """Three weeks before the customer's first order (or before the story's first order)."""
+    placed = [o.placed_at for o in ORDER_SPECS if o.customer == spec.key] or [
+        ORDER_SPECS[0].placed_at
+    ]
+    return _at(min(placed), shift, -SIGNED_UP_BEFORE)
+
+
 async def seed_demo_project(
-    http: httpx.AsyncClient, *, api_url: str, auth_url: str, project_key: str
+    http: httpx.AsyncClient,
+    *,
+    api_url: str,
+    auth_url: str,
+    project_key: str,
+    now: dt.datetime | None = None,
+    backdate: bool = True,
 ) -> DemoData:
     """Create the demo data set in ``project_key`` and return the ids needed to find it.
 
     Expects an empty project (keys and order numbers are fixed, so a second run fails with
-    DuplicateField errors on a real API).
+    DuplicateField errors on a real API). The story's dates end at ``now`` (default: the
+    moment it runs). ``backdate`` sets the server-kept timestamps through the emulator's
+    harness route; pass False against anything but the emulator.
     """
+    shift = story_shift(now)
     token = await _fetch_token(http, auth_url, project_key)
     api = _Api(http, api_url, project_key, token)
 
@@ -1184,7 +1303,7 @@ async def seed_demo_project(
         method = await api.send(shipping_method_draft(store))
         shipping_method_ids[store.key] = method["id"]
     await api.send(product_type_draft())
-    product_discount = await api.send(product_discount_draft())
+    await api.send(product_discount_draft(shift))
     product_ids = {}
     for product in PRODUCT_SPECS:
         created = await api.send(product_draft(product))
@@ -1193,6 +1312,9 @@ async def seed_demo_project(
     customers: dict[str, CustomerInfo] = {}
     for spec in CUSTOMER_SPECS:
         customer = await _create_customer(api, spec)
+        if backdate:
+            stamps = {"createdAt": customer_signed_up(spec, shift)}
+            customer = await api.set_timestamps("customer", customer["id"], stamps)
         customers[spec.key] = CustomerInfo(
             key=spec.key,
             id=customer["id"],
@@ -1210,10 +1332,7 @@ async def seed_demo_project(
         await asyncio.sleep(0.002)
         customer_id = customers[spec_order.customer].id if spec_order.customer else None
         order, payment = await _create_order(
-            api,
-            spec_order,
-            customer_id=customer_id,
-            product_discount_id=product_discount["id"],
+            api, spec_order, customer_id=customer_id, shift=shift, backdate=backdate
         )
         orders[spec_order.number] = OrderInfo(
             order_number=spec_order.number,
