@@ -331,3 +331,21 @@ async def test_pages_panels_and_errors_carry_csp_and_nosniff(
         csp = response.headers.get("content-security-policy", "")
         assert "default-src 'self'" in csp and "frame-ancestors https://" in csp, name
         assert "'unsafe-inline'" not in csp, name
+
+
+async def test_lookups_are_limited_per_session_and_per_agent(
+    harness: Harness, zendesk: DemoZendesk
+) -> None:
+    settings = demo_settings(harness, zendesk, lookups_per_session=3, lookups_per_agent=5)
+    context = {"order_number": "DE-1001"}
+    async with app_client(create_app(settings), raise_errors=True) as client:
+        first = await session_of(client, zendesk)
+        answers = [(await timed_panels(client, first, **context))[0] for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        limited = answers[-1]
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["error"]["code"] == "too_many_requests"
+        # The same agent in another tab: a fresh session, but the agent's count goes on.
+        second = await session_of(client, zendesk)
+        more = [(await timed_panels(client, second, **context))[0] for _ in range(3)]
+        assert [a.status_code for a in more] == [200, 200, 429]

@@ -34,7 +34,16 @@ def zendesk() -> DemoZendesk:
 
 @pytest.fixture(scope="session")
 def sidebar_settings(harness: Harness, zendesk: DemoZendesk) -> Settings:
-    return demo_settings(harness, zendesk, ct_backoff_base=0.01, ct_backoff_max=0.1)
+    # Fifty concurrent views of one session below: the lookup limits are tested elsewhere
+    # (tests/test_hostile.py).
+    return demo_settings(
+        harness,
+        zendesk,
+        ct_backoff_base=0.01,
+        ct_backoff_max=0.1,
+        lookups_per_session=1000,
+        lookups_per_agent=1000,
+    )
 
 
 class Sidebar:

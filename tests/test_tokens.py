@@ -16,6 +16,7 @@ import json
 import logging
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from commerce_context.exceptions import (
     UpstreamUnavailable,
 )
 from commerce_context.settings import Settings, load_settings
+from commerce_context.stores import MemoryStore, RedisStore, Store
 from commerce_context.tokens import (
     ALLOWED_LOCATIONS,
     SESSION_AUDIENCE,
@@ -47,6 +49,7 @@ from commerce_context.tokens import (
     VerifiedSessions,
     ZendeskIdentity,
     ZendeskKeys,
+    accept_once,
     issue_session,
     public_key_url,
     verify_secure_request_token,
@@ -1126,3 +1129,81 @@ def test_verified_sessions_skip_the_signature_but_not_the_expiry() -> None:
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     with pytest.raises(Unauthorized):
         cache.verify(tampered, settings=settings, now=start)
+
+
+# -- lifetimes capped, signed-URL tokens accepted once ---------------------------------------------
+
+
+async def test_a_signed_url_tokens_lifetime_is_capped_whatever_exp_it_asks(
+    configured: Settings, configured_keys: ZendeskKeys
+) -> None:
+    now = int(time.time())
+    long_lived = signed(iat=now, nbf=now, exp=now + 86400)
+    identity = await verify_signed_url_token(long_lived, settings=configured, keys=configured_keys)
+    assert identity.expires_at == datetime.fromtimestamp(now + 300, UTC)
+    old = signed(iat=now - 400, nbf=now - 400, exp=now + 86400)  # unexpired by its own exp
+    with pytest.raises(Unauthorized) as caught:
+        await verify_signed_url_token(old, settings=configured, keys=configured_keys)
+    rejected(caught, old, "token expired")
+
+
+def test_a_secure_request_tokens_lifetime_is_capped_whatever_expiry_the_browser_asks(
+    secure: Settings,
+) -> None:
+    now = int(time.time())
+    identity = verify_secure_request_token(zaf_token(iat=now, exp=now + 3600), settings=secure)
+    assert identity.expires_at == datetime.fromtimestamp(now + 300, UTC)
+    old = zaf_token(iat=now - 400, exp=now + 3600)
+    with pytest.raises(Unauthorized) as caught:
+        verify_secure_request_token(old, settings=secure)
+    rejected(caught, old, "token expired")
+
+
+def test_the_lifetime_cap_is_configurable() -> None:
+    settings = make_settings(zendesk_shared_secret=SHARED_SECRET, zendesk_token_max_age=600)
+    now = int(time.time())
+    verify_secure_request_token(zaf_token(iat=now - 400, exp=now + 3600), settings=settings)
+    with pytest.raises(ConfigError, match="CC_ZENDESK_TOKEN_MAX_AGE"):
+        make_settings(zendesk_token_max_age=86400)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Store]]:
+    """Two instances' stores sharing one backend."""
+    if request.param == "memory":
+        memory = MemoryStore(1024 * 1024)
+        yield memory, memory
+        return
+    prefix = f"cc-test-{uuid.uuid4().hex[:8]}:"
+    one = RedisStore.from_url("redis://127.0.0.1:6379/15", prefix=prefix)
+    two = RedisStore.from_url("redis://127.0.0.1:6379/15", prefix=prefix)
+    yield one, two
+    keys = [k async for k in one._redis.scan_iter(match=prefix + "*")]
+    if keys:
+        await one._redis.delete(*keys)
+    await one.close()
+    await two.close()
+
+
+@pytest.mark.parametrize("jti", ["load-1", None])
+async def test_a_signed_url_token_opens_the_sidebar_once(
+    configured: Settings,
+    configured_keys: ZendeskKeys,
+    replicas: tuple[Store, Store],
+    jti: str | None,
+) -> None:
+    one, two = replicas
+    token = signed(jti=jti if jti is not None else DROP)
+    identity = await verify_signed_url_token(token, settings=configured, keys=configured_keys)
+    assert identity.token_id == jti
+    await accept_once(token, identity, store=one, settings=configured)
+    with pytest.raises(Unauthorized) as caught:  # a replay, on another replica
+        await accept_once(token, identity, store=two, settings=configured)
+    rejected(caught, token, "token already used; reload the app")
+    other = signed(jti="load-2" if jti else DROP, sub="another-agent")
+    await accept_once(
+        other,
+        await verify_signed_url_token(other, settings=configured, keys=configured_keys),
+        store=two,
+        settings=configured,
+    )

@@ -34,6 +34,7 @@ from .limits import BodyLimit
 from .panels import Rendered
 from .policy import Policy
 from .poller import MessagesPoller
+from .quota import Quota
 from .settings import Settings
 from .state import StateFile
 from .stores import MemoryStore, RedisStore, Store
@@ -50,6 +51,8 @@ class State(TypedDict):
     settings: Settings
     commercetools: CommercetoolsClient
     reader: Reader
+    store: Store  # the cache's store: also single-use tokens and lookup counts
+    quota: Quota
     rendered: Rendered
     sessions: VerifiedSessions
     zendesk_keys: ZendeskKeys
@@ -135,6 +138,12 @@ def create_app(
                 "settings": settings,
                 "commercetools": commercetools,
                 "reader": reader,
+                "store": store,
+                "quota": Quota(
+                    store,
+                    per_session=settings.lookups_per_session,
+                    per_agent=settings.lookups_per_agent,
+                ),
                 "rendered": Rendered(),
                 "sessions": VerifiedSessions(),
                 "zendesk_keys": ZendeskKeys(settings, client),

@@ -72,6 +72,9 @@ class DemoZendesk:
             "exp": now + lifetime,
             "sub": "demo-agent",
             "context": {"product": "support", "location": "ticket_sidebar"},
+            # Signed-URL tokens open the sidebar once (tokens.accept_once): two loads within
+            # one second must differ. Without a jti, the token's digest is what is remembered.
+            "jti": secrets.token_urlsafe(12),
         }
         claims.update(overrides)
         return jwt.encode(claims, self.private_key, algorithm="RS256")

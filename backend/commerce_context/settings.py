@@ -447,6 +447,9 @@ class Settings(BaseSettings):
     zendesk_jwt_leeway: float = Field(
         default=30.0, ge=0, le=300, description="clock skew allowed on Zendesk JWTs, seconds"
     )
+    zendesk_token_max_age: float = Field(
+        default=300.0, ge=30, le=3600, description="longest lifetime accepted (exp - iat)"
+    )
     session_secret: SecretStr | None = Field(
         default=None, description="key that signs the sidebar's own session tokens"
     )
@@ -470,6 +473,12 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(default=30, gt=0, description="seconds the circuit stays open")
     view_budget: float = Field(
         default=3.0, gt=0, le=60, description="seconds a ticket view waits for commercetools"
+    )
+    lookups_per_session: int = Field(
+        default=30, ge=1, description="panels lookups per sidebar session per minute"
+    )
+    lookups_per_agent: int = Field(
+        default=60, ge=1, description="panels lookups per Zendesk agent per minute"
     )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest request body"

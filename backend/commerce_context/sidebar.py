@@ -66,6 +66,7 @@ async def sidebar_post(request: Request) -> Response:
     identity = await tokens.verify_signed_url_token(
         token, settings=settings, keys=request.state.zendesk_keys
     )
+    await tokens.accept_once(token, identity, store=request.state.store, settings=settings)
     session = tokens.issue_session(identity, settings=settings)
     logger.info(
         "sidebar opened: account %s installation %s user %s",
@@ -102,6 +103,7 @@ def _csp(settings: Settings) -> str:
 async def panels(request: Request) -> Response:
     settings = _settings(request)
     agent = authenticate(request, settings)
+    await request.state.quota.charge(agent)  # 429 past CC_LOOKUPS_PER_SESSION / _AGENT
     context = TicketContext.parse(await _json_body(request))
     store = settings.mappings.store_for_brand(context.brand_id)
     # One budget for the whole view, retries and second requests included: past it, the

@@ -30,7 +30,7 @@ class Store(Protocol):
     async def incr(self, key: str) -> int: ...
     async def get_int(self, key: str) -> int: ...
     async def add(self, key: str, value: bytes, ttl: float) -> bool: ...
-    async def count(self, key: str, ttl: float) -> int: ...
+    async def count(self, key: str, ttl: float) -> tuple[int, float]: ...
     async def acquire(self, key: str, ttl: float) -> str | None: ...
     async def release(self, key: str, owner: str) -> None: ...
     async def close(self) -> None: ...
@@ -121,16 +121,18 @@ class MemoryStore:
         await self.set_many({key: value}, ttl)
         return True
 
-    async def count(self, key: str, ttl: float) -> int:
+    async def count(self, key: str, ttl: float) -> tuple[int, float]:
+        """Count one in the window `key` (which starts now, for `ttl`, unless it is open);
+        returns the count and the seconds left in the window."""
         entry = self._live(key)
         if entry is None:
             await self.set_many({key: b"1"}, ttl)
-            return 1
+            return 1, ttl
         value = str(int(entry[0]) + 1).encode()
         self._drop(key)
         self._entries[key] = (value, entry[1])  # the window keeps its end
         self._size += self._cost(key, value)
-        return int(value)
+        return int(value), max(entry[1] - self._clock(), 0.0)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         owner = secrets.token_hex(8)
@@ -203,16 +205,17 @@ class RedisStore:
         )
         return bool(result)
 
-    async def count(self, key: str, ttl: float) -> int:
+    async def count(self, key: str, ttl: float) -> tuple[int, float]:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 # The first request of a window sets its end; INCR keeps the expiry.
                 pipe.set(self._k(key), 0, nx=True, px=max(int(ttl * 1000), 1))
                 pipe.incr(self._k(key))
-                _, value = await pipe.execute()
+                pipe.pttl(self._k(key))
+                _, value, left = await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
             raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
-        return int(value)
+        return int(value), max(int(left), 0) / 1000
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         owner = secrets.token_hex(8)

@@ -20,6 +20,12 @@ HS256 token (key `CC_SESSION_SECRET`, lifetime `CC_SESSION_TTL`) that the iframe
 later calls; `verify_session` checks it and that it belongs to the configured account and
 installation.
 
+Zendesk's tokens are held to `CC_ZENDESK_TOKEN_MAX_AGE` (default 300 s) after their `iat`,
+whatever `exp` they carry: a secure-request token's lifetime is chosen by browser code, and a
+leaked signed-URL token should not open the sidebar for an hour. A signed-URL token opens the
+sidebar once (`accept_once`): its `jti`, or its digest, is remembered in the cache's store
+(shared by replicas through Redis) until it expires.
+
 Every rejection is `Unauthorized` with a short reason ("token expired", "wrong audience", ...).
 No message and no log line carries a token. A public key that cannot be fetched is the
 upstream's fault, not the caller's: it raises `UpstreamUnavailable` / `UpstreamError`.
@@ -28,12 +34,13 @@ upstream's fault, not the caller's: it raises `UpstreamUnavailable` / `UpstreamE
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -43,9 +50,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from . import correlation
-from .exceptions import ConfigError, Unauthorized, UpstreamError, UpstreamUnavailable
+from .commercetools import retry_after_seconds
+from .exceptions import (
+    CacheUnavailable,
+    ConfigError,
+    Unauthorized,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from .lru import LRU
 from .settings import ENV_PREFIX, Settings
+from .stores import Store
 
 __all__ = [
     "ALLOWED_LOCATIONS",
@@ -55,6 +70,7 @@ __all__ = [
     "Session",
     "ZendeskIdentity",
     "ZendeskKeys",
+    "accept_once",
     "issue_session",
     "public_key_url",
     "signed_url_audience",
@@ -86,8 +102,9 @@ class ZendeskIdentity:
     user_id: str | None  # the signed-URL token's `sub`; None for secure requests
     location: str | None  # e.g. "ticket_sidebar"; None for secure requests (not attested)
     issued_at: datetime
-    expires_at: datetime
+    expires_at: datetime  # at most CC_ZENDESK_TOKEN_MAX_AGE after issued_at
     source: Source = "signed_url"
+    token_id: str | None = None  # the token's `jti`, when it has one
 
 
 @dataclass(frozen=True)
@@ -176,7 +193,8 @@ class ZendeskKeys:
                 return self._key
             if self._failed is not None:
                 failed_at, error = self._failed
-                wait = failed_at + self._retry_interval - self._clock()
+                pause = max(getattr(error, "retry_after", None) or 0.0, self._retry_interval)
+                wait = failed_at + pause - self._clock()
                 if wait > 0:
                     raise _copy(error, retry_after=wait)
             try:
@@ -248,9 +266,11 @@ class ZendeskKeys:
                 f"check {ENV_PREFIX}ZENDESK_APP_ID"
             )
         if status == 429 or status >= 500:
+            asked = retry_after_seconds(response.headers.get("Retry-After"))
             raise UpstreamUnavailable(
                 f"Zendesk could not send the app's public key (HTTP {status})",
-                retry_after=_retry_after(response),
+                # "Retry-After: 0" (or a past date) must not turn our own backoff off.
+                retry_after=max(asked or 0.0, self._retry_interval),
             )
         if status != 200:
             raise UpstreamError(f"Zendesk refused to send the app's public key (HTTP {status})")
@@ -277,13 +297,6 @@ def _copy(error: UpstreamError, *, retry_after: float) -> UpstreamError:
     if isinstance(error, UpstreamUnavailable):
         return UpstreamUnavailable(error.message, retry_after=retry_after)
     return type(error)(error.message)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(float(response.headers["Retry-After"]), 0.0)
-    except (KeyError, ValueError):
-        return None
 
 
 # -- Zendesk signed URLs (RS256) ------------------------------------------------------------------
@@ -337,7 +350,8 @@ async def verify_signed_url_token(
         isinstance(subject, bool) or not isinstance(subject, str | int) or subject == ""
     ):
         raise _reject("malformed token")
-    issued_at, expires_at = _times(claims)
+    issued_at, expires_at = _capped(*_times(claims), settings)
+    jti = claims.get("jti")
     return ZendeskIdentity(
         subdomain=subdomain,
         installation_id=installation_id,
@@ -346,6 +360,7 @@ async def verify_signed_url_token(
         issued_at=issued_at,
         expires_at=expires_at,
         source="signed_url",
+        token_id=jti if isinstance(jti, str) and 0 < len(jti) <= 128 else None,
     )
 
 
@@ -364,6 +379,43 @@ def _decode_signed_url(token: str, key: RSAPublicKey, settings: Settings) -> dic
             "enforce_minimum_key_length": True,
         },
     )
+
+
+async def accept_once(
+    token: str,
+    identity: ZendeskIdentity,
+    *,
+    store: Store,
+    settings: Settings,
+    now: datetime | None = None,
+) -> None:
+    """Refuse a signed-URL token that was accepted before (a replay of a captured one).
+
+    Remembered until it expires, in the cache's store, so every replica agrees. If the store
+    (Redis) does not answer, the token is accepted and a warning logged: the sidebar stays up,
+    and the token still expires within `CC_ZENDESK_TOKEN_MAX_AGE`."""
+    current = now or datetime.now(UTC)
+    ttl = (identity.expires_at - current).total_seconds() + settings.zendesk_jwt_leeway + 1
+    name = identity.token_id or hashlib.sha256(token.encode()).hexdigest()[:32]
+    key = f"used-token:{identity.subdomain}:{identity.installation_id}:{name}"
+    try:
+        first = await store.add(key, b"1", max(ttl, 1.0))
+    except CacheUnavailable as exc:
+        logger.warning("could not record a signed-URL token as used: %s", exc.message)
+        return
+    if not first:
+        raise _reject("token already used; reload the app")
+
+
+def _capped(
+    issued_at: datetime, expires_at: datetime, settings: Settings
+) -> tuple[datetime, datetime]:
+    """`exp` held to `CC_ZENDESK_TOKEN_MAX_AGE` after `iat`, and checked again."""
+    latest = issued_at + timedelta(seconds=settings.zendesk_token_max_age)
+    expires_at = min(expires_at, latest)
+    if datetime.now(UTC) - expires_at > timedelta(seconds=settings.zendesk_jwt_leeway):
+        raise _reject("token expired")
+    return issued_at, expires_at
 
 
 # -- ZAF secure requests (HS256) ------------------------------------------------------------------
@@ -398,7 +450,7 @@ def verify_secure_request_token(token: str, *, settings: Settings) -> ZendeskIde
         )
     except jwt.PyJWTError as exc:
         raise _reject(_reason(exc)) from None
-    issued_at, expires_at = _times(claims)
+    issued_at, expires_at = _capped(*_times(claims), settings)
     return ZendeskIdentity(
         subdomain=subdomain,
         installation_id=installation_id,
