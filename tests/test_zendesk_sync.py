@@ -396,3 +396,37 @@ async def test_a_rerun_after_a_crash_polls_the_submitted_zendesk_job(sync: Sync)
     await HANDLERS[CUSTOMERS_KIND](context, job.payload)
     assert sync.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
     assert len(sync.fake.users) == 1
+
+
+# -- backfill ------------------------------------------------------------------------------------
+
+
+async def test_backfill_pages_through_customers_and_resumes(sync: Sync) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from commerce_context.queries import Arg, Read
+    from commerce_context.zendesk_sync import CUSTOMER_ID, backfill_customers
+
+    since = datetime.now(UTC) - timedelta(days=3650)
+    read = Read(
+        "all", "customers", "Customer", (Arg("limit", "Int", 500),), (CUSTOMER_ID,), many=True
+    )
+    assert_valid_document(compose([read]).query)
+    every = {c["id"] for c in (await sync.services.commercetools.fetch(compose([read])))["all"]}
+    ledger, ct = sync.services.ledger, sync.services.commercetools
+    first = await backfill_customers(ct, sync.queue, ledger, since=since, page_size=3)
+    assert first["customers"] == len(every)
+    jobs = await sync.queue.list(kind=CUSTOMERS_KIND, limit=1000)
+    queued = [i for j in jobs for i in j.payload["customer_ids"]]
+    assert sorted(queued) == sorted(every)  # every customer once
+    assert all(len(j.payload["customer_ids"]) <= 3 for j in jobs)
+    # Run again (as after a stop): recorded pages are not read again, nothing is enqueued twice.
+    requests_before = len(jobs)
+    second = await backfill_customers(ct, sync.queue, ledger, since=since, page_size=3)
+    assert second == first
+    assert len(await sync.queue.list(kind=CUSTOMERS_KIND, limit=1000)) == requests_before
+    # Nothing modified in the future.
+    later = await backfill_customers(
+        ct, sync.queue, ledger, since=datetime.now(UTC) + timedelta(days=1), page_size=3
+    )
+    assert later == {"pages": 1, "customers": 0}

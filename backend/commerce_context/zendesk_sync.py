@@ -43,11 +43,13 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from . import correlation
+from .commercetools import CommercetoolsClient
 from .exceptions import CommerceContextError, UpstreamNotFound
-from .jobs import Job, Queue, Retry
+from .jobs import Job, Ledger, Queue, Retry
 from .queries import Arg, Read, by_ids, compose, order_by_id
 from .settings import Settings, ZendeskSync
 from .views import View
@@ -59,6 +61,7 @@ __all__ = [
     "HANDLERS",
     "ORDER_KIND",
     "TICKET_KIND",
+    "backfill_customers",
     "enqueue_customer",
     "enqueue_customers",
     "enqueue_for_events",
@@ -86,6 +89,7 @@ SYNC_CUSTOMER = View(
     storesRef { key }
     """,
 )
+CUSTOMER_ID = View("zendesk_customer_id", "Customer", "id")
 SYNC_ORDER = View(
     "zendesk_order",
     "Order",
@@ -201,6 +205,54 @@ async def enqueue_for_events(queue: Queue, settings: Settings, events: Iterable[
             await enqueue_order(queue, event.resource_id, version=event.version)
             count += 1
     return count
+
+
+async def backfill_customers(
+    commercetools: CommercetoolsClient,
+    queue: Queue,
+    ledger: Ledger,
+    *,
+    since: datetime,
+    page_size: int = MAX_BATCH,
+) -> dict[str, int]:
+    """Enqueue a sync of every customer modified since `since`, one job per page of 100.
+
+    Pages are read in id order after a cursor. Each page read is recorded in the ledger with
+    the cursor of the next one, so a backfill stopped half-way resumes where it stopped (the
+    recorded pages are skipped without reading commercetools again), and enqueueing a page
+    twice is a no-op (its idempotency key). The last, partial page is not recorded: running the
+    backfill again later picks up customers created since."""
+    start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    cursor, pages, customers = "", 0, 0
+    while True:
+        key = f"zendesk:backfill:{start}:{cursor}"
+        done = await ledger.done(key)
+        if done is None:
+            where = f"lastModifiedAt >= {_quote(start)} and id > {_quote(cursor)}"
+            read = Read(
+                "page",
+                "customers",
+                "Customer",
+                (
+                    Arg("where", "String", where),
+                    Arg("limit", "Int", page_size),
+                    Arg("sort", "[String!]", ["id asc"]),
+                ),
+                (CUSTOMER_ID,),
+                many=True,
+            )
+            found = (await commercetools.fetch(compose([read], "ZendeskBackfill")))["page"]
+            ids = [str(c["id"]) for c in found or [] if isinstance(c, dict) and c.get("id")]
+            if ids:
+                await enqueue_customers(queue, ids, key=key)
+            done = {"next": ids[-1] if len(ids) == page_size else None, "count": len(ids)}
+            if done["next"]:
+                await ledger.record(key, done)
+        pages += 1
+        customers += int(done.get("count") or 0)
+        if not done.get("next"):
+            return {"pages": pages, "customers": customers}
+        cursor = str(done["next"])
 
 
 # -- customers to users --------------------------------------------------------------------------
