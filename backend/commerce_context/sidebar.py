@@ -19,7 +19,7 @@ from . import tokens
 from .commercetools import budget
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import parse_json, read_body
-from .panels import Rendered, panel_context
+from .panels import Rendered, panel_context, ui_language
 from .resolution import Resolution, TicketContext, resolve
 from .settings import Settings
 
@@ -125,7 +125,7 @@ async def panels(request: Request) -> Response:
         searched = (context.emails, context.external_id, context.order_number, context.order_id)
         # An unmapped brand's number is in a note: then the brand is part of the key.
         brand = context.brand_id if store is None else None
-        key = (resolution.fingerprint, searched, store, brand)
+        key = (resolution.fingerprint, searched, store, brand, ui_language(context.ui_locale))
         html = rendered.get(key)
         if html is not None:
             return HTMLResponse(html, headers=NO_STORE)
