@@ -53,6 +53,8 @@ from common import (
     write_json,
     zendesk_spec,
 )
+from engine import in_child as engine_benchmarks
+from engine import render as render_engine
 from report import FLOOR, HIT, HIT_REDIS, HIT_RENDER, Run, render
 from rest_view import rest_ticket_view
 from upstream import LatencyTransport, Traffic
@@ -650,6 +652,8 @@ async def main(quick: bool) -> None:
             for key, step in steps:
                 log(f"{key}: {step.__name__}")
                 results[key] = await step(env)
+            log("engine: the sync engine (benchmarks/engine.py, in its own process)")
+            results["engine"] = await engine_benchmarks(quick)
     finally:
         await purge_redis(project)  # the Redis-store servers' entries
         cleanup()
@@ -668,7 +672,7 @@ async def main(quick: bool) -> None:
         burst=BURST,
         redis_sample=REDIS_SAMPLE,
     )
-    text = render(results, run)
+    text = render(results, run).rstrip("\n") + "\n\n" + "\n".join(render_engine(results["engine"]))
     print(text)
     if not quick:
         DOC.write_text(text, encoding="utf-8")
