@@ -349,3 +349,25 @@ async def test_lookups_are_limited_per_session_and_per_agent(
         second = await session_of(client, zendesk)
         more = [(await timed_panels(client, second, **context))[0] for _ in range(3)]
         assert [a.status_code for a in more] == [200, 200, 429]
+
+
+async def test_readiness_answers_in_time_and_stays_ready_while_commercetools_hangs(
+    harness: Harness, zendesk: DemoZendesk, proxy: HoldingProxy
+) -> None:
+    from commerce_context.health import CHECK_TIMEOUT
+
+    settings = hung_settings(harness, zendesk, proxy.url)
+    async with app_client(create_app(settings), raise_errors=True) as client:
+        assert (await client.get("/readyz")).json()["checks"]["commercetools"] == "ok"
+        proxy.hold = True
+        try:
+            started = time.monotonic()
+            ready = await client.get("/readyz")
+            upstream = await client.get("/healthz/upstream")
+            elapsed = time.monotonic() - started
+        finally:
+            proxy.hold = False
+    assert elapsed < 2 * CHECK_TIMEOUT + 2
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["commercetools"] != "ok"
+    assert upstream.status_code == 503

@@ -160,6 +160,7 @@ def create_app(
         Route("/", demo_pages.index),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
+        Route("/healthz/upstream", health.upstream),
         Route("/zendesk/sidebar", sidebar.sidebar_get, methods=["GET"]),
         Route("/zendesk/sidebar", sidebar.sidebar_post, methods=["POST"], name="sidebar"),
         Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
