@@ -51,10 +51,16 @@ CONFIG = f"""
 [zendesk_sync]
 customers = true
 orders = true
-user_fields = {{ cc_store = "store", cc_group = "customer_group", cc_locale = "locale" }}
 other_ids_field = "cc_other_ids"
 job_poll_interval = 0.02
 batch_window = 0
+
+[zendesk_sync.user_fields]
+cc_store = "store"
+cc_group = "customer_group"
+cc_locale = "locale"
+cc_orders = "order_count"
+cc_spent = "total_spent"
 
 [zendesk_sync.ticket_fields]
 order_state = {STATE_FIELD}
@@ -198,6 +204,7 @@ async def test_new_customers_become_users_with_external_id_and_fields(sync: Sync
     assert user["email"] == email and user["name"] == "Test Shopper"
     assert user["user_fields"] == {
         "cc_store": "berlin", "cc_group": None, "cc_locale": "de-DE", "cc_other_ids": None,
+        "cc_orders": 0, "cc_spent": None,
     }  # fmt: skip
     assert await sync.outcomes(customer["id"]) == ["created"]
 
@@ -237,6 +244,18 @@ async def test_customers_of_several_stores_sharing_an_email_become_one_user(
     }
     for customer_id in ids:
         assert await sync.outcomes(customer_id) in (["created"], ["updated"])
+    # Order count and total spent cover the orders of every customer behind the user.
+    where = f"customerId in ({', '.join(repr(i).replace(chr(39), chr(34)) for i in ids)})"
+    response = await sync.rest.get("/orders", params={"where": where, "limit": "500"})
+    orders = [o for o in response.json()["results"] if o["orderState"] != "Cancelled"]
+    assert orders, "the seeded shared-email customers have orders"
+    assert user["user_fields"]["cc_orders"] == len(orders)
+    cents: dict[str, int] = {}
+    for order in orders:
+        money = order["totalPrice"]
+        cents[money["currencyCode"]] = cents.get(money["currencyCode"], 0) + money["centAmount"]
+    expected = ", ".join(f"{c} {cents[c] / 100:.2f}" for c in sorted(cents))
+    assert user["user_fields"]["cc_spent"] == expected
 
 
 async def test_a_changed_email_updates_the_user_and_becomes_primary(sync: Sync) -> None:

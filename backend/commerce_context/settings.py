@@ -255,7 +255,15 @@ class Scrub(BaseModel):
         return value
 
 
-UserFieldSource = Literal["store", "customer_group", "locale", "customer_number", "company"]
+UserFieldSource = Literal[
+    "store",
+    "customer_group",
+    "locale",
+    "customer_number",
+    "company",
+    "order_count",
+    "total_spent",
+]
 TicketFieldSource = Literal[
     "order_number",
     "order_state",

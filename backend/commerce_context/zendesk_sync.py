@@ -90,6 +90,13 @@ SYNC_CUSTOMER = View(
     """,
 )
 CUSTOMER_ID = View("zendesk_customer_id", "Customer", "id")
+ORDER_TOTALS = View(
+    "zendesk_order_totals",
+    "Order",
+    "orderState totalPrice { centAmount currencyCode fractionDigits }",
+)
+ORDERS_PER_CUSTOMER = 500  # orders counted per customer for order_count and total_spent
+ORDER_STATS = frozenset({"order_count", "total_spent"})
 SYNC_ORDER = View(
     "zendesk_order",
     "Order",
@@ -267,6 +274,10 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         return {"users": 0, "missing": len(ids)}
     client = _client(ctx)
     organizations = await _organizations(ctx, client, customers) if config.organizations else {}
+    stats: dict[str, list[dict[str, Any]]] = {}
+    if ORDER_STATS & set(config.user_fields.values()):
+        people = _unique(m["id"] for customer in customers for m in groups[_email(customer)])
+        stats = await _orders_of(ctx, people)
     # One Zendesk user per email: the batch's customers grouped by their canonical customer.
     users: list[dict[str, Any]] = []
     members: list[list[dict[str, Any]]] = []
@@ -276,7 +287,7 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         canonical = group[0]
         if canonical["id"] not in position:
             position[canonical["id"]] = len(users)
-            users.append(_user(config, canonical, group, organizations))
+            users.append(_user(config, canonical, group, organizations, stats))
             members.append([])
         members[position[canonical["id"]]].append(customer)
     job = await _run_zendesk_job(ctx, client, users)
@@ -393,6 +404,7 @@ def _user(
     canonical: dict[str, Any],
     group: list[dict[str, Any]],
     organizations: Mapping[str, int],
+    stats: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
     name = " ".join(p for p in (canonical.get("firstName"), canonical.get("lastName")) if p)
     user: dict[str, Any] = {
@@ -403,7 +415,7 @@ def _user(
     }
     fields: dict[str, Any] = {}
     for key, source in config.user_fields.items():
-        fields[key] = _user_field(source, canonical, group)
+        fields[key] = _user_field(source, canonical, group, stats)
     if config.other_ids_field:
         others = [c["id"] for c in group[1:]]
         fields[config.other_ids_field] = " ".join(others) if others else None
@@ -415,7 +427,18 @@ def _user(
     return user
 
 
-def _user_field(source: str, canonical: dict[str, Any], group: list[dict[str, Any]]) -> Any:
+def _user_field(
+    source: str,
+    canonical: dict[str, Any],
+    group: list[dict[str, Any]],
+    stats: Mapping[str, list[dict[str, Any]]],
+) -> Any:
+    if source in ORDER_STATS:
+        # Every customer behind the user; cancelled orders neither count nor add up.
+        orders = [
+            o for c in group for o in stats.get(c["id"], []) if o.get("orderState") != "Cancelled"
+        ]
+        return len(orders) if source == "order_count" else _total_spent(orders)
     if source == "store":
         keys = {s.get("key") for c in group for s in c.get("storesRef") or [] if s.get("key")}
         return " ".join(sorted(keys)) or None
@@ -428,6 +451,44 @@ def _user_field(source: str, canonical: dict[str, Any], group: list[dict[str, An
     if source == "company":
         return _company(canonical)
     raise AssertionError(source)  # pragma: no cover - the settings model lists the sources
+
+
+async def _orders_of(ctx: JobContext, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each customer's orders (state and total), read in one document."""
+    reads = [
+        Read(
+            f"orders_{index}",
+            "orders",
+            "Order",
+            (
+                Arg("where", "String", f"customerId = {_quote(customer_id)}"),
+                Arg("limit", "Int", ORDERS_PER_CUSTOMER),
+            ),
+            (ORDER_TOTALS,),
+            many=True,
+        )
+        for index, customer_id in enumerate(customer_ids)
+    ]
+    if not reads:
+        return {}
+    data = await ctx.commercetools.fetch(compose(reads, "ZendeskSyncOrderStats"))
+    return {cid: list(data.get(f"orders_{i}") or []) for i, cid in enumerate(customer_ids)}
+
+
+def _total_spent(orders: list[dict[str, Any]]) -> str | None:
+    """Per currency, e.g. "EUR 1234.50, GBP 20.00"."""
+    cents: dict[str, int] = {}
+    digits: dict[str, int] = {}
+    for order in orders:
+        money = order.get("totalPrice") or {}
+        currency = money.get("currencyCode")
+        if not currency:
+            continue
+        cents[currency] = cents.get(currency, 0) + int(money.get("centAmount") or 0)
+        digits[currency] = int(money.get("fractionDigits") or 2)
+    if not cents:
+        return None
+    return ", ".join(f"{c} {cents[c] / 10 ** digits[c]:.{digits[c]}f}" for c in sorted(cents))
 
 
 async def _organizations(
