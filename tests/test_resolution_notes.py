@@ -200,6 +200,7 @@ def test_a_revealed_order_is_shown_with_its_store_and_not_offered_again() -> Non
     assert result.order is not None and result.order["id"] == "o-ny"
     assert "customer" not in result.order and "customer" in found["order"]  # answer untouched
     assert result.chosen_reason == "order" and result.hidden_orders == []
+    assert "orders_hidden" not in codes(result) and result.orders_elsewhere == 0
     assert note(result, "order_other_store").params == {
         "number": "US-1",
         "store": "newyork",

@@ -523,7 +523,8 @@ def _collect_orders(result: Resolution, found: Mapping[str, Any]) -> None:
     hidden.sort(key=lambda o: o.get("createdAt", ""), reverse=True)
     result.orders = kept[:RECENT_ORDERS]
     shown = result.order["id"] if result.order else None
-    result.hidden_orders = [o for o in hidden if o["id"] != shown][:RECENT_ORDERS]
+    hidden = [o for o in hidden if o["id"] != shown]  # a revealed order is shown, not hidden
+    result.hidden_orders = hidden[:RECENT_ORDERS]
     result.orders_elsewhere = len(hidden) + other_accounts
     if hidden:
         result.note("orders_hidden", count=len(hidden))
