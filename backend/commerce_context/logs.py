@@ -73,12 +73,22 @@ class QueryStringFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple):
-            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in args)
+            record.args = tuple(_redact_arg(a) for a in args)
         elif isinstance(args, dict):
-            record.args = {k: redact_query(v) if isinstance(v, str) else v for k, v in args.items()}
+            record.args = {k: _redact_arg(v) for k, v in args.items()}
         if isinstance(record.msg, str):
             record.msg = redact_query(record.msg)
         return True
+
+
+def _redact_arg(value: object) -> object:
+    if isinstance(value, str):
+        return redact_query(value)
+    if value is None or isinstance(value, int | float):
+        return value  # may be formatted with %d
+    text = str(value)  # an httpx.URL, a Request, ...: redacted as it would be rendered
+    redacted = redact_query(text)
+    return value if redacted == text else redacted
 
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"

@@ -638,9 +638,21 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     return mask_phone(unquote(text))
 
 
+# URL-encoded separators (space, no-break space, +, -, ., /, :, =, _) are decoded before
+# redaction, so `path%204111111111111111` or `%2B49%2030...` cannot hide a number. Nothing
+# else is decoded: a control character such as `%0A` stays encoded in the log.
+_ENCODED_SEPARATOR: Final = re.compile(r"%(?:20|2[BbDdEeFf]|3[AaDd]|5[Ff]|[Cc]2%[Aa]0)")
+
+
+def _decode_separator(match: re.Match[str]) -> str:
+    return unquote(match.group())
+
+
 def redact(text: str) -> str:
     """`text` with card numbers and payment secrets scrubbed (`scrub.scrub`), and e-mail
     addresses and phone-like numbers masked as the panels mask them."""
+    if "%" in text:
+        text = _ENCODED_SEPARATOR.sub(_decode_separator, text)
     text = scrub(text)
     if "@" in text or "%40" in text:
         text = _EMAIL_RE.sub(_mask_email_match, text)
