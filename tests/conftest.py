@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +13,19 @@ import pytest_asyncio
 from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.emulator.harness import Harness, demo_settings, running
 from commerce_context.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_state_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps built by tests keep their job database (CC_STATE_PATH) in this run's temp dir, never
+    in the working directory, where another test run's workers would share its jobs."""
+    previous = os.environ.get("CC_STATE_PATH")
+    os.environ["CC_STATE_PATH"] = str(tmp_path_factory.mktemp("state") / "state.sqlite3")
+    yield
+    if previous is None:
+        os.environ.pop("CC_STATE_PATH", None)
+    else:
+        os.environ["CC_STATE_PATH"] = previous
 
 
 @pytest.fixture
