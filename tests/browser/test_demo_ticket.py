@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness, build_demo, demo_settings, serve
 
 pytestmark = pytest.mark.browser
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -36,6 +39,8 @@ async def test_demo_ticket_page_shows_the_live_sidebar(
     await frame.wait_for_selector("#panels .panel", timeout=20000)
     assert expected in await frame.inner_text("#panels")
     await page.screenshot(path=str(artifacts / f"demo-ticket-{ticket}.png"), full_page=True)
+    if ticket == 4 and os.environ.get("UPDATE_DOCS_SCREENSHOTS"):  # on purpose only
+        shutil.copyfile(artifacts / "demo-ticket-4.png", DOCS / "demo-zendesk-ticket.png")
 
 
 async def test_unknown_demo_ticket_is_a_404(page: Page, demo_site: str) -> None:

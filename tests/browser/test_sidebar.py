@@ -3,6 +3,7 @@ answering it, the backend served over HTTP against the seeded emulator."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Page
+from playwright.async_api import Page, Route
 
 from commerce_context.app import create_app
 from commerce_context.demo import DemoZendesk
@@ -149,3 +150,67 @@ async def test_a_forged_token_never_shows_data(
         await page.evaluate("document.forms[0].submit()")
     assert "401" in await page.inner_text("h1")
     assert "data-session" not in await page.content()
+
+
+async def test_german_agent_refresh_shows_it_is_working_copy_and_screenshot(
+    page: Page,
+    fake_zendesk: FakeZendeskFactory,
+    backend: str,
+    demo_zendesk: DemoZendesk,
+    harness: Harness,
+    artifacts: Path,
+) -> None:
+    """A German agent on a Berlin ticket: labels in German, money and dates in the store's
+    format; Refresh is busy and inert while its request is held; copy buttons copy."""
+    latest = harness.demo.orders_of("anna-schmidt")[0]
+    await page.set_viewport_size({"width": 1000, "height": 1400})
+    zd = await fake_zendesk(
+        page,
+        f"{backend}/zendesk/sidebar",
+        demo_zendesk.token(),
+        ticket={
+            "id": 4713,
+            "subject": "Wo ist meine Bestellung?",
+            "requester": requester(harness, "anna-schmidt"),
+            "brand": {"id": 1001, "name": "Shop Berlin"},
+        },
+        current_user={"id": 9003, "name": "Agentin", "locale": "de"},
+        account={"subdomain": demo_zendesk.subdomain},
+    )
+    frame = zd.frame
+    order = await panel_text(frame, '[data-testid="order"]')
+    assert f"Bestellung {latest.order_number}" in order
+    assert "Letzte Bestellungen" in await frame.inner_text('[data-testid="orders"]')
+    assert "Aktiver Warenkorb" in await frame.inner_text('[data-testid="cart"]')
+    assert await frame.inner_text('[data-action="refresh"]') == "Aktualisieren"
+
+    # Hold the next panels request: the button shows it is working and cannot be pressed again.
+    held: list[Route] = []
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.append(route)
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/zendesk/panels", hold)
+    await frame.click('[data-action="refresh"]')
+    await frame.wait_for_selector('[data-action="refresh"][aria-busy="true"]:disabled')
+    assert await frame.inner_text('[data-action="refresh"]') == "Wird aktualisiert…"
+    await frame.evaluate("() => document.querySelector('[data-action=refresh]').click()")
+    await asyncio.sleep(0.5)
+    assert len(held) == 1
+    release.set()
+    await frame.wait_for_selector('[data-action="refresh"][aria-busy="false"]:enabled')
+    await page.unroute("**/zendesk/panels")
+
+    # The order number's copy button.
+    copy = f'[data-testid="order"] button[data-copy="{latest.order_number}"]'
+    await frame.click(copy)
+    await frame.wait_for_selector(f'{copy}[data-copied="{latest.order_number}"]')
+    assert await frame.inner_text(copy) == "Kopiert"
+    await frame.wait_for_selector(f"{copy}:not([data-copied])", timeout=5000)
+
+    await page.screenshot(path=str(artifacts / "zendesk-sidebar-de.png"), full_page=True)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
+        shutil.copyfile(artifacts / "zendesk-sidebar-de.png", DOCS / "zendesk-sidebar-de.png")
