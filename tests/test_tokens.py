@@ -182,6 +182,7 @@ class FakeZendesk:
         self.keys: dict[int, str] = {}
         self.hits = 0
         self.status: int | None = None  # force an error answer
+        self.retry_after: str | None = None  # with this Retry-After header
         self.body: str | None = None  # force a 200 body
         self.delay = 0.0
 
@@ -195,7 +196,10 @@ class FakeZendesk:
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.status is not None:
-                return PlainTextResponse("Service Unavailable", status_code=self.status)
+                headers = {"Retry-After": self.retry_after} if self.retry_after else None
+                return PlainTextResponse(
+                    "Service Unavailable", status_code=self.status, headers=headers
+                )
             if self.body is not None:
                 return PlainTextResponse(self.body)
             pem = self.keys.get(request.path_params["app_id"])
@@ -643,6 +647,38 @@ async def test_key_url_down_is_upstream_unavailable(
     zendesk.status = None
     clock.advance(6)
     await verify_signed_url_token(token, settings=fetched, keys=keys)
+    assert zendesk.hits == 2
+
+
+@pytest.mark.parametrize("header", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"])
+async def test_a_retry_after_of_zero_from_zendesk_keeps_the_retry_interval(
+    fetched: Settings, http: httpx.AsyncClient, zendesk: FakeZendesk, clock: Clock, header: str
+) -> None:
+    keys = ZendeskKeys(fetched, http, clock=clock, retry_interval=5.0)
+    zendesk.status, zendesk.retry_after = 503, header
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await verify_signed_url_token(signed(), settings=fetched, keys=keys)
+    assert caught.value.retry_after == 5.0
+    clock.advance(1)
+    with pytest.raises(UpstreamUnavailable):
+        await verify_signed_url_token(signed(), settings=fetched, keys=keys)
+    assert zendesk.hits == 1  # "0" did not turn the pause off
+
+
+async def test_a_long_retry_after_from_zendesk_is_honoured(
+    fetched: Settings, http: httpx.AsyncClient, zendesk: FakeZendesk, clock: Clock
+) -> None:
+    keys = ZendeskKeys(fetched, http, clock=clock, retry_interval=5.0)
+    zendesk.status, zendesk.retry_after = 429, "30"
+    with pytest.raises(UpstreamUnavailable):
+        await verify_signed_url_token(signed(), settings=fetched, keys=keys)
+    zendesk.status = None
+    clock.advance(10)  # past our interval, not past Zendesk's
+    with pytest.raises(UpstreamUnavailable):
+        await verify_signed_url_token(signed(), settings=fetched, keys=keys)
+    assert zendesk.hits == 1
+    clock.advance(21)
+    await verify_signed_url_token(signed(), settings=fetched, keys=keys)
     assert zendesk.hits == 2
 
 
