@@ -297,6 +297,20 @@ async def test_several_workers_run_each_job_once(location: Location, clock: Cloc
     assert set(runs.values()) == {1}
 
 
+async def test_workers_apply_the_retention(database: Database, clock: Clock) -> None:
+    queue = queue_on(database, clock)
+    audit = Audit(database, clock=clock)
+    old = await queue.enqueue("c", {}, key="old", destination="d")
+    [claimed] = await queue.claim(1, worker="w", lease=10)
+    await queue.complete(claimed, None)
+    await audit.record(action="old", source="s", target="t", outcome="ok", ticket_id=1)
+    clock.advance(3 * 86400)
+    await audit.record(action="new", source="s", target="t", outcome="ok", ticket_id=1)
+    async with running(queue, {}, retention_days=2):  # maintenance runs when a worker starts
+        await eventually(lambda: _gone(queue, old))
+    assert [e.action for e in await audit.query(ticket=1)] == ["new"]
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -315,6 +329,10 @@ async def _throttled_once(queue: Queue, job: Job, runs: list[tuple[str, float]])
     found = await queue.get(job.id)
     assert found is not None
     return len(runs) == 1 and found.state == "queued" and found.last_error is not None
+
+
+async def _gone(queue: Queue, job: Job) -> bool:
+    return await queue.get(job.id) is None
 
 
 async def _done(queue: Queue, n: int) -> bool:
