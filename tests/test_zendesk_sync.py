@@ -449,3 +449,22 @@ async def test_backfill_pages_through_customers_and_resumes(sync: Sync) -> None:
         ct, sync.queue, ledger, since=datetime.now(UTC) + timedelta(days=1), page_size=3
     )
     assert later == {"pages": 1, "customers": 0}
+
+
+async def test_a_ticket_changed_between_read_and_write_is_reread_not_overwritten(
+    sync: Sync, harness: Harness
+) -> None:
+    order_id, number = await _order(harness)
+    ticket = sync.fake.add_ticket(custom_fields={ORDER_FIELD: number})
+    sync.fake.edit_after_read[ticket["id"]] = 1  # an agent saves it just after our first read
+    await sync.queue.enqueue(
+        TICKET_KIND,
+        {"ticket_id": ticket["id"], "order_id": order_id},
+        key=f"test:conflict:{ticket['id']}",
+        destination="zendesk:tickets",
+    )
+    await sync.run_until_idle()
+    assert sync.fake.count("PUT", f"/api/v2/tickets/{ticket['id']}") == 2  # 409, then 200
+    assert sync.fake.field_value(ticket["id"], STATE_FIELD) is not None
+    (job,) = await sync.jobs(TICKET_KIND, "done")
+    assert job.attempts == 2

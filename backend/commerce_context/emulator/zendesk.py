@@ -34,7 +34,9 @@ API reference; tests/test_fake_zendesk.py checks it against the documented examp
 
 Fault injection (`inject()`): the next N requests answer 429 with or without `Retry-After`
 (`429-bare`: without any rate-limit header either), or 503, or are delayed; `fail_emails`
-makes job results `Failed` for those emails.
+makes job results `Failed` for those emails; `edit_after_read[ticket_id] = n` has an "agent"
+save the ticket right after each of the next n reads (so a safe update made from that read
+gets 409).
 `requests` logs every request (method, path) for tests and benchmarks.
 
 Limits (what it does NOT do): no pagination cursors (offset only), no side-loads other than
@@ -128,6 +130,7 @@ class FakeZendesk:
         self.jobs: dict[str, _Job] = {}
         self.requests: list[tuple[str, str]] = []
         self.throttled = 0
+        self.edit_after_read: dict[int, int] = {}  # ticket id -> edits to make after a read
         self._ids = itertools.count(10_001)
         self._faults: deque[Fault] = deque()
         self._window_start = self.clock()
@@ -496,7 +499,12 @@ class FakeZendesk:
         ticket = self.tickets.get(request.path_params["ticket_id"])
         if ticket is None:
             return JSONResponse(_NOT_FOUND, status_code=404)
-        return JSONResponse({"ticket": ticket})
+        response = JSONResponse({"ticket": ticket})  # serialised now, before any edit below
+        if self.edit_after_read.get(ticket["id"], 0) > 0:
+            # An agent saves the ticket right after the caller read it.
+            self.edit_after_read[ticket["id"]] -= 1
+            self.touch_ticket(ticket["id"])
+        return response
 
     async def _update_ticket(self, request: Request) -> Response:
         ticket = self.tickets.get(request.path_params["ticket_id"])
