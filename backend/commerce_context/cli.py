@@ -6,6 +6,7 @@
     commerce-context worker         run job workers without the web server
     commerce-context jobs ...       list, show, retry or cancel jobs (see operations.py)
     commerce-context audit ...      the audit trail of a ticket, order, customer or request
+    commerce-context links ...      print an order deep link, or revoke a signed link
 
 Configuration errors name each setting by its environment variable and exit with status 2;
 `check-config` lists every error at once, then warnings that do not fail it (unknown CC_*
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
 
-from . import logs, operations
+from . import links, logs, operations
 from .app import create_app
 from .exceptions import CommerceContextError, ConfigError
 from .settings import Settings, check_settings, load_settings, setting_hint, setting_names
@@ -44,12 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_argument("--port", type=int, help="port to bind (default: CC_PORT or 8000)")
     commands.add_parser("check-config", help="validate the settings and print them")
     operations.add_commands(commands)
+    links.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return check_config()
         if args.command in operations.COMMANDS:
             return operations.run(args)
+        if args.command in links.COMMANDS:
+            return links.run(args)
         if args.command == "serve":
             return serve(load_settings(**_overrides(args)))
         return asyncio.run(run_demo(args.host, args.port))

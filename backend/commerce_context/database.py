@@ -118,6 +118,27 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX audit_job ON audit (job_id);
         """,
     ),
+    (
+        2,
+        # Tidio (tidio.py, links.py): revoked signed links until they would have expired
+        # anyway, and the Tidio contact id of each distinct_id (learned from webhooks; `at` is
+        # the webhook's created_at, so an older delivery arriving late changes nothing).
+        """
+        CREATE TABLE revoked_links (
+            link_id TEXT PRIMARY KEY,
+            revoked_at {real} NOT NULL,
+            expires_at {real} NOT NULL
+        );
+        CREATE INDEX revoked_links_expires ON revoked_links (expires_at);
+        CREATE TABLE tidio_contacts (
+            distinct_id TEXT PRIMARY KEY,
+            contact_id TEXT NOT NULL,
+            at {real} NOT NULL,
+            updated_at {real} NOT NULL
+        );
+        CREATE INDEX tidio_contacts_contact ON tidio_contacts (contact_id);
+        """,
+    ),
 )
 
 _TYPES: dict[Dialect, dict[str, str]] = {

@@ -7,6 +7,7 @@
     - Unauthorized                  401 (token missing, invalid, expired)
     - Forbidden                     403
     - NotFound                      404
+    - Gone                          410 (a signed link that expired or was revoked)
     - RequestTimeout                408 (the body did not arrive in time)
     - PayloadTooLarge               413
     - TooManyRequests               429 (with retry_after)
@@ -74,6 +75,13 @@ class NotFound(ClientError):
 
     status_code = 404
     code = "not_found"
+
+
+class Gone(ClientError):
+    """The resource existed but is no longer available (an expired or revoked link)."""
+
+    status_code = 410
+    code = "gone"
 
 
 class RequestTimeout(ClientError):

@@ -559,6 +559,41 @@ class Settings(BaseSettings):
         default=None, description="credential of the admin page and API; unset disables them"
     )
 
+    # -- signed links and Tidio (links.py, tidio.py) ----------------------------------------------
+    link_keys: SecretStr | None = Field(
+        default=None, description="kid:secret pairs, comma-separated; the first signs, all verify"
+    )
+    link_ttl: int = Field(
+        default=259200, ge=60, le=90 * 86400, description="lifetime of signed links, seconds"
+    )
+    tidio_identity_secret: SecretStr | None = Field(
+        default=None, description="key of the opaque distinct_id given to Tidio"
+    )
+    tidio_storefront_api_key: SecretStr | None = Field(
+        default=None, description="the storefront server's key for POST /tidio/identify"
+    )
+    tidio_allowed_origins: tuple[str, ...] = Field(
+        default=(), description="storefront origins whose pages may call POST /tidio/identify"
+    )
+    tidio_webhook_secrets: SecretStr | None = Field(
+        default=None, description="Tidio webhook signing secrets, comma-separated"
+    )
+    tidio_webhook_tolerance: float = Field(
+        default=300.0, ge=10, le=86400, description="webhook timestamps older are refused"
+    )
+    tidio_lyro_token: SecretStr | None = Field(
+        default=None, description="bearer token the Lyro order-status action sends"
+    )
+    tidio_lyro_per_visitor: int = Field(
+        default=5, ge=1, le=1000, description="Lyro order lookups per visitor per window"
+    )
+    tidio_lyro_per_ip: int = Field(
+        default=60, ge=1, le=100000, description="Lyro order lookups per client address"
+    )
+    tidio_lyro_window: float = Field(
+        default=600.0, ge=10, le=86400, description="the Lyro rate-limit window, seconds"
+    )
+
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
 
@@ -664,6 +699,31 @@ class Settings(BaseSettings):
     def _zendesk_key_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+/", value):
             raise ValueError(f"{value!r} is not an http(s) URL of the public key")
+        return value
+
+    @field_validator("link_keys")
+    @classmethod
+    def _link_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from .links import parse_keys
+
+        if value is not None:
+            parse_keys(value.get_secret_value())  # ValueError names the bad pair, never a secret
+        return value
+
+    @field_validator("tidio_identity_secret", "tidio_storefront_api_key", "tidio_lyro_token")
+    @classmethod
+    def _tidio_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Ours to generate (docs/tidio.md says how): long enough not to be guessed.
+        if value is not None and len(value.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES:
+            raise ValueError(f"must be at least {_MIN_HMAC_KEY_BYTES} bytes long")
+        return value
+
+    @field_validator("tidio_webhook_secrets")
+    @classmethod
+    def _tidio_webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        # Tidio generates these; several (comma-separated) while one is being rotated.
+        if value is not None and not all(p.strip() for p in value.get_secret_value().split(",")):
+            raise ValueError("must be one or more secrets separated by commas, none empty")
         return value
 
     @field_validator("zendesk_shared_secret", "session_secret")
