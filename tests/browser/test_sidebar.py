@@ -214,3 +214,36 @@ async def test_german_agent_refresh_shows_it_is_working_copy_and_screenshot(
     await page.screenshot(path=str(artifacts / "zendesk-sidebar-de.png"), full_page=True)
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
         shutil.copyfile(artifacts / "zendesk-sidebar-de.png", DOCS / "zendesk-sidebar-de.png")
+
+
+async def test_a_hidden_order_of_another_store_is_shown_with_one_click(
+    page: Page,
+    fake_zendesk: FakeZendeskFactory,
+    backend: str,
+    demo_zendesk: DemoZendesk,
+    harness: Harness,
+) -> None:
+    guest = {
+        "id": 301,
+        "name": "Sam Lee",
+        "email": harness.demo.guest_email,
+        "externalId": None,
+        "identities": [{"type": "email", "value": harness.demo.guest_email, "primary": True}],
+    }
+    zd = await fake_zendesk(
+        page,
+        f"{backend}/zendesk/sidebar",
+        demo_zendesk.token(),
+        ticket={"id": 4714, "requester": guest, "brand": {"id": 1001, "name": "Shop Berlin"}},
+        account={"subdomain": demo_zendesk.subdomain},
+    )
+    frame = zd.frame
+    hidden = harness.demo.orders["US-3003"]
+    show = f'[data-testid="hidden-orders"] button[data-order-id="{hidden.id}"]'
+    await frame.wait_for_selector(show, timeout=15000)
+    await frame.click(show)
+    await frame.wait_for_selector(
+        '[data-testid="order"][data-order-number="US-3003"]', timeout=15000
+    )
+    notes = await frame.inner_text(".panel.notes")
+    assert "belongs to store newyork" in notes

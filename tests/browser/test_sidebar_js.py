@@ -558,9 +558,15 @@ async def test_copy_buttons_put_the_value_on_the_clipboard(
     assert await zd.frame.input_value("#paste") == "00340434161094044003"
     # The copy click is not an order click: no request was made.
     assert len(stub.requests) == 1
-    # The label comes back.
+    # The label comes back, also after a second click while it said "Copied".
+    await zd.frame.click(tracking)
     await zd.frame.wait_for_selector(f"{tracking}:not([data-copied])", timeout=5000)
     assert await zd.frame.text_content(tracking) == "Copy"
+    order = '[data-copy="DE-1003"]'
+    await zd.frame.click(order)
+    await zd.frame.wait_for_selector(f'{order}[data-copied="DE-1003"]')
+    await zd.frame.wait_for_selector(f"{order}:not([data-copied])", timeout=5000)
+    assert await zd.frame.text_content(order) == "Copy"
 
 
 SEARCH_PANEL = (

@@ -492,14 +492,24 @@
 
   // ---- copy buttons ----------------------------------------------------------------------
 
+  const copyTimers = new WeakMap();
+
   function copied(button, value) {
+    // The button's own label is kept once, so a second click while it says "Copied" does not
+    // make "Copied" its label for good.
+    if (!button.hasAttribute("data-label")) {
+      button.setAttribute("data-label", button.textContent || "");
+    }
     button.setAttribute("data-copied", value);
-    const before = button.textContent;
     button.textContent = label("copied");
-    setTimeout(function () {
-      button.removeAttribute("data-copied");
-      button.textContent = before;
-    }, COPIED_MS);
+    clearTimeout(copyTimers.get(button));
+    copyTimers.set(
+      button,
+      setTimeout(function () {
+        button.removeAttribute("data-copied");
+        button.textContent = button.getAttribute("data-label") || "";
+      }, COPIED_MS)
+    );
   }
 
   function copyBySelection(value) {
