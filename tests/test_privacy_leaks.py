@@ -1,4 +1,5 @@
-"""Card numbers and payment secrets planted in commercetools never leave it.
+"""Card numbers and payment secrets planted in commercetools never leave it; custom fields are
+shown only when the mapping file lists them.
 
 A customer, a product, a payment, an order (delivery, return) and a cart are created in the
 emulator through its REST API (every payload checked against the OpenAPI description), with a
@@ -24,12 +25,14 @@ import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from bs4 import BeautifulSoup
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -723,3 +726,75 @@ async def test_the_access_log_never_writes_secret_query_values(
     assert "token=•••" in written and "client_secret=•••" in written and "t=•••" in written
     assert "order=DE-1003" in written and "page=2" in written  # ordinary parameters stay
     assert "origin=https://x.zendesk.com" in written
+
+
+# -- custom fields: only the listed ones, with their label and treatment ---------------------------
+
+CUSTOM_FIELDS_TOML = """
+[order_custom_fields.supportStatus]
+label = { en = "Ticket state", de = "Ticketstatus" }
+treatment = "show"
+
+[order_custom_fields.internalNote]
+label = "Note"
+treatment = "mask"
+
+[order_custom_fields.rmaStatus]
+label = "RMA"
+treatment = "exclude"
+"""
+
+
+async def test_only_listed_custom_fields_are_requested_and_shown(
+    harness: Harness, zendesk: DemoZendesk, tmp_path: Path
+) -> None:
+    from importlib.resources import files
+
+    demo = (files("commerce_context") / "demo.toml").read_text(encoding="utf-8")
+    kept = demo[: demo.index("[order_custom_fields.")]  # the demo's stores, its own fields gone
+    config = tmp_path / "mappings.toml"
+    config.write_text(kept + CUSTOM_FIELDS_TOML, encoding="utf-8")
+    settings = demo_settings(harness, zendesk, config_file=str(config))
+    assert settings.mappings.order_custom_fields == ("supportStatus", "internalNote")
+
+    sent: list[bytes] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path.endswith("/graphql"):
+            sent.append(request.content)
+
+    info = harness.demo.orders["DE-1002"]
+    assert {"supportStatus", "internalNote", "rmaStatus", "warehouse"} <= set(info.custom_fields)
+    async with (
+        httpx.AsyncClient(event_hooks={"request": [record]}) as http,
+        app_client(create_app(settings, http=http)) as client,
+    ):
+        session = Session(client, zendesk)
+        await session.open()
+        pages = {}
+        for locale in ("en", "de"):
+            response = await session.panels(
+                order_number="DE-1002", brand_id=BERLIN, ui_locale=locale
+            )
+            assert response.status_code == 200, response.text
+            pages[locale] = BeautifulSoup(response.text, "html.parser")
+
+    for locale, label in (("en", "Ticket state"), ("de", "Ticketstatus")):
+        page = pages[locale]
+        shown = {
+            str(dd["data-custom"]): (dd.find_previous_sibling("dt").get_text(), dd.get_text())
+            for dd in page.select("dd[data-custom]")
+        }
+        # an enum arrives as its key (or {key, label}): either way "resolved"
+        assert shown == {
+            "supportStatus": (label, shown["supportStatus"][1]),
+            "internalNote": ("Note", "•••"),
+        }
+        assert shown["supportStatus"][1].lower() == "resolved"
+    html = str(pages["en"]) + str(pages["de"])
+    assert info.custom_fields["internalNote"] not in html
+    assert "BER-1" not in html  # the warehouse: not listed, never shown
+    # only the listed, not excluded, names are requested upstream
+    documents = b"\n".join(sent).decode()
+    assert '\\"supportStatus\\"' in documents and '\\"internalNote\\"' in documents
+    assert "rmaStatus" not in documents and "warehouse" not in documents
