@@ -4,9 +4,12 @@ Why a policy at all
     Support agents need enough to recognise a shopper and answer "where is my order?", not a
     copy of the shopper's record. Every entity read from commercetools goes through
     `Policy.apply()` before it is cached, rendered or logged, so a masked value never exists
-    anywhere in this service in clear, and an excluded one never exists at all. Card data,
-    payment tokens and PSP identifiers are a different matter: they are never requested
-    (`views.FORBIDDEN_FIELDS`, enforced by `queries.compose()`), so the policy never sees them.
+    anywhere in this service in clear, and an excluded one never exists at all. Fields that
+    carry card data, payment tokens and PSP identifiers are never requested
+    (`views.FORBIDDEN_FIELDS`, enforced by `queries.compose()`); card numbers and secrets that
+    an integration wrote into free text are masked by the scrubber (`scrub.Scrubber`), which
+    `apply()` runs on every string it copies, whatever its field. Order custom fields are kept
+    only when the mapping file lists them, masked or excluded as it says (`custom_fields`).
 
 How fields are named
     A path is the entity kind followed by the GraphQL field path, dot-separated, with lists
@@ -37,9 +40,11 @@ The defaults (`DEFAULT_POLICY`)
     stricter group setting wins over its fields' own (`exclude` > `mask` > `show`).
 
 Logs
-    `RedactingFilter` masks e-mail addresses and phone-like digit runs in every log record
-    (message, arguments, string extras, tracebacks), so logs never carry a shopper's contact
-    data, even when someone logs an address by mistake. Attach it to the handlers.
+    `RedactingFilter` masks card numbers and payment secrets (the scrubber's built-in rules),
+    e-mail addresses and phone-like digit runs (also URL-encoded, or separated by dots,
+    slashes or no-break spaces) in every log record (message, arguments, string extras,
+    tracebacks), so logs never carry them, even when someone logs one by mistake. Attach it to
+    the handlers.
 """
 
 from __future__ import annotations
