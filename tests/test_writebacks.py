@@ -18,7 +18,7 @@ import pytest_asyncio
 from commerce_context import queries
 from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
-from commerce_context.resolution import detail_views
+from commerce_context.resolution import TicketContext, detail_views, resolve
 from commerce_context.webhooks import TicketEvent, enqueue_event
 from tests.faults import FaultProxy, serving
 from tests.openapi import assert_valid
@@ -271,3 +271,27 @@ async def test_a_lost_response_to_an_update_is_not_applied_twice(
             after = await wp.api.order(order["id"])
             assert custom_fields(after)["supportStatus"] == "resolved"
             assert after["version"] == order["version"] + 1
+
+
+async def test_after_a_write_the_sidebar_view_has_the_whole_order_again(wp: WritePath) -> None:
+    # The sidebar reads the order twice in one document: in detail (by number) and in the
+    # requester's order list (summary). Evicted by the write, it must come back whole.
+    email = f"view-{uuid.uuid4().hex[:8]}@example.org"
+    order = await wp.api.create_order(custom={"supportStatus": "open"}, email=email)
+    context = TicketContext(emails=(email,), order_number=order["orderNumber"])
+    names = wp.settings.mappings.order_custom_fields
+
+    async def view() -> dict[str, Any]:
+        resolution = await resolve(context, reader=wp.services.reader, store=None,
+                                   custom_fields=names)  # fmt: skip
+        assert resolution.order is not None
+        return resolution.order
+
+    before = await view()
+    assert len(before["lineItems"]) == 2
+    [job_id] = await deliver(wp, event({STATUS_FIELD: "solved"}, order_number=order["orderNumber"]))
+    assert (await wp.settled(await wp.job(job_id))).state == "done"
+    after = await view()
+    assert len(after["lineItems"]) == 2  # not only the list's summary fields
+    fields = {f["name"]: f["value"] for f in after["custom"]["customFieldsRaw"]}
+    assert fields["supportStatus"] == "resolved"

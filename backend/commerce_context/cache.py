@@ -381,7 +381,9 @@ class Reader:
         cached = snapshot.entities.get((type_, entity["id"]))
         names = {v.name for v in wanted if v.name != views.ORDER_CUSTOMER.name}
         if cached is None or cached.version != int(entity["version"]) or not names <= cached.views:
-            needs.setdefault(type_, {})[entity["id"]] = wanted
+            # One entity may be in several reads with different views (the order in detail and
+            # in the list): it is refetched once, with all of them.
+            needs.setdefault(type_, {}).setdefault(entity["id"], set()).update(wanted)
         for field_name, nested_type in NESTED.get(type_, {}).items():
             nested = entity.get(field_name)
             if views.ORDER_CUSTOMER in wanted and nested:
