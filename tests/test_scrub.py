@@ -4,8 +4,11 @@ must leave alone (dates, phone numbers, order numbers, UUIDs, tracking ids)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commerce_context.exceptions import ConfigError
 from commerce_context.scrub import CARD_FILL, FILL, Scrubber, luhn_valid, scrub
@@ -205,3 +208,48 @@ def test_random_non_cards_are_left_alone() -> None:
             continue
         text = f"order {digits} shipped"
         assert scrub(text) == text
+
+
+# -- property-based: whatever surrounds a card number, it does not survive ------------------------
+
+_NOT_DIGITS = st.text(
+    alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="+"),
+    max_size=24,
+)
+
+
+@st.composite
+def _cards(draw: st.DrawFn) -> tuple[str, str]:
+    length = draw(st.integers(_MIN, _MAX))
+    first = draw(st.sampled_from("234568"))
+    body = draw(st.text(alphabet="0123456789", min_size=length - 2, max_size=length - 2))
+    digits = _luhn_complete(first + body)
+    sep = draw(st.sampled_from(["", " ", "-", "\u00a0", "\u202f"]))
+    group = draw(st.sampled_from([4, 4, 5, 6]))
+    written = sep.join(digits[i : i + group] for i in range(0, len(digits), group))
+    return digits, written
+
+
+_MIN, _MAX = 12, 19
+
+
+@given(before=_NOT_DIGITS, card=_cards(), after=_NOT_DIGITS)
+@settings(derandomize=True, max_examples=400, deadline=None)
+def test_a_card_number_never_survives_whatever_surrounds_it(
+    before: str, card: tuple[str, str], after: str
+) -> None:
+    digits, written = card
+    result = scrub(f"{before} {written} {after}")
+    squeezed = re.sub(r"[\s\-\u00a0\u202f]", "", result)
+    assert digits[:-4] not in squeezed
+    assert f"{CARD_FILL} {digits[-4:]}" in result
+
+
+@given(text=st.text(max_size=200))
+@settings(derandomize=True, max_examples=400, deadline=None)
+def test_any_text_is_scrubbed_without_error(text: str) -> None:
+    result = scrub(text)
+    assert isinstance(result, str)
+    quiet = "_" not in text and "eyJ" not in text and "psp" not in text.lower()
+    if quiet and not any(ch.isdigit() for ch in text):
+        assert result == text
