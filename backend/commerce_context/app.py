@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import demo as demo_pages
-from . import actions, errors, events, health, panels, sidebar, webhooks
+from . import actions, errors, events, health, panels, sidebar, tidio, webhooks
 from .admin import routes as admin_routes
 from .audit import Audit
 from .breaker import CircuitBreaker
@@ -63,6 +63,7 @@ class State(TypedDict):
     queue: Queue
     audit: Audit
     zendesk: ZendeskClient | None  # the outbound sync's API client, when configured
+    tidio: tidio.Tidio  # signed links, visitor identity, Tidio contact ids
 
 
 def create_app(
@@ -154,6 +155,7 @@ def create_app(
                 "queue": engine.queue,
                 "audit": engine.audit,
                 "zendesk": _zendesk(settings, client),
+                "tidio": tidio.Tidio.create(settings, client, engine.database),
             }
 
     routes = [
@@ -169,6 +171,11 @@ def create_app(
         Route("/zendesk/actions/{job_id}", actions.status, methods=["GET"]),
         Route("/zendesk/activity", actions.activity, methods=["GET"], name="activity"),
         Route("/commercetools/events", events.receive, methods=["POST"]),
+        Route("/tidio/identify", tidio.identify, methods=["POST", "OPTIONS"]),
+        Route("/tidio/panel", tidio.panel, methods=["GET"], name="tidio_panel"),
+        Route("/links/order", tidio.panel, methods=["GET"], name="order_link"),
+        Route("/tidio/webhooks", tidio.receive_webhook, methods=["POST"]),
+        Route("/tidio/lyro/order-status", tidio.lyro_order_status, methods=["POST"]),
         *admin_routes(),
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
@@ -188,6 +195,9 @@ def create_app(
                     "/zendesk/sidebar": sidebar.MAX_FORM_BYTES,
                     "/zendesk/panels": sidebar.MAX_JSON_BYTES,
                     "/commercetools/events": events.MAX_BODY_BYTES,
+                    "/tidio/webhooks": tidio.MAX_WEBHOOK_BYTES,
+                    "/tidio/identify": tidio.MAX_JSON_BYTES,
+                    "/tidio/lyro/order-status": tidio.MAX_JSON_BYTES,
                 },
             ),
         ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import actions, writebacks, zendesk_sync
+from . import actions, tidio, writebacks, zendesk_sync
 from .webhooks import PREFETCH, WRITEBACK
 from .worker import Handler, JobContext
 
@@ -27,4 +27,5 @@ HANDLERS: dict[str, Handler] = {
     PREFETCH: writebacks.prefetch,
     **actions.HANDLERS,
     **zendesk_sync.HANDLERS,
+    **tidio.HANDLERS,
 }

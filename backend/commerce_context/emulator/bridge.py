@@ -74,6 +74,20 @@ Known deviations that remain:
   emails, drops ``shipmentState`` on order import).
 * The bridge adds an ``X-Correlation-ID`` response header when the emulator sends none.
 
+Token introspection (the emulator lacks it): ``POST /oauth/introspect`` (RFC 7662 as
+commercetools documents it: the token as the ``token`` query parameter, or form field; the
+caller authenticates with its API client's credentials, HTTP Basic, else 401 ``invalid_client``;
+no token is 400 ``invalid_request``). Every token the bridge hands out through the emulator's
+token endpoints (``/oauth/token``, ``/oauth/{projectKey}/customers/token``,
+``/oauth/{projectKey}/anonymous/token``, in-store customer tokens, refreshes) is remembered with
+its scope (customer tokens carry ``customer_id:<id>``, anonymous ones ``anonymous_id:<id>``),
+client id and expiry. An active token answers ``{"active": true, "scope", "exp" (epoch
+milliseconds), "client_id"}``; an unknown, expired or revoked one ``{"active": false}`` and
+nothing else. Harness extension: ``app.state.tokens.expire(token)`` ends a token's life for
+introspection (the emulator itself keeps accepting it), so tests can present a token that was
+real and is no longer active. Client secrets and scopes (``introspect_oauth_tokens``) are not
+checked, as elsewhere in the emulator.
+
 Messages (``messages.py``; **our invention, not commercetools behaviour**, NOTES §7a): the
 emulator has no Messages API, so every successful (2xx) write the bridge proxies to
 ``/{projectKey}/{orders|customers|carts|payments}`` (creates, ``orders/import``, updates,
@@ -89,10 +103,12 @@ the Message itself; a type the SDL's ``MessagePayload`` lacks, such as
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -754,6 +770,70 @@ def _resolve_type(value: Any, info: _Info, abstract_type: GraphQLAbstractType) -
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Issued:
+    scope: str
+    client_id: str
+    expires_at: float  # epoch seconds
+
+
+class IssuedTokens:
+    """The access tokens the bridge has handed out, for ``POST /oauth/introspect``."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._tokens: dict[str, _Issued] = {}
+        self._clock = clock
+
+    def record(self, body: Any, client_id: str) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            return
+        lifetime = body.get("expires_in")
+        seconds = float(lifetime) if isinstance(lifetime, int | float) else 172800.0
+        self._tokens[body["access_token"]] = _Issued(
+            str(body.get("scope") or ""), client_id, self._clock() + seconds
+        )
+
+    def expire(self, token: str) -> None:
+        issued = self._tokens.get(token)
+        if issued is not None:
+            issued.expires_at = self._clock() - 1
+
+    def introspect(self, token: str) -> Json:
+        issued = self._tokens.get(token)
+        if issued is None or issued.expires_at <= self._clock():
+            return {"active": False}
+        return {
+            "active": True,
+            "scope": issued.scope,
+            "exp": int(issued.expires_at * 1000),
+            "client_id": issued.client_id,
+        }
+
+
+def _basic_client_id(authorization: str) -> str | None:
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    client_id, sep, _ = decoded.partition(":")
+    return client_id if sep and client_id else None
+
+
+def _auth_error(status: int, code: str, message: str) -> JSONResponse:
+    # AuthErrorResponse: statusCode, message, error, error_description, errors[].
+    body = {
+        "statusCode": status,
+        "message": message,
+        "error": code,
+        "error_description": message,
+        "errors": [{"code": code, "message": message}],
+    }
+    return JSONResponse(body, status)
+
+
 class _Bridge:
     def __init__(
         self, emulator_url: str, schema: GraphQLSchema, client: httpx.AsyncClient | None
@@ -762,6 +842,31 @@ class _Bridge:
         self.schema = schema
         self.client = client
         self.messages = MessageLogs()
+        self.tokens = IssuedTokens()
+
+    async def introspect(self, request: Request) -> Response:
+        """``POST /oauth/introspect``: see the module docstring."""
+        client_id = _basic_client_id(request.headers.get("authorization", ""))
+        if client_id is None:
+            return _with_correlation_id(
+                _auth_error(
+                    401,
+                    "invalid_client",
+                    "Please provide valid client credentials using HTTP Basic Authentication.",
+                ),
+                request,
+            )
+        token = request.query_params.get("token")
+        if not token and "form" in request.headers.get("content-type", ""):
+            form = await request.form(max_files=0, max_fields=5)
+            value = form.get("token")
+            token = value if isinstance(value, str) else None
+        if not token:
+            return _with_correlation_id(
+                _auth_error(400, "invalid_request", "Missing required parameter: token."),
+                request,
+            )
+        return _with_correlation_id(JSONResponse(self.tokens.introspect(token)), request)
 
     def http(self) -> httpx.AsyncClient:
         if self.client is None:
@@ -789,6 +894,11 @@ class _Bridge:
             return _error_response(502, "General", f"emulator unreachable: {exc}", request)
         if write is not None and 200 <= answer.status_code < 300:
             self._record(write, answer, before)
+        path = request.url.path
+        if path.startswith("/oauth/") and path.endswith("/token") and answer.status_code == 200:
+            client_id = _basic_client_id(request.headers.get("authorization", "")) or ""
+            with contextlib.suppress(ValueError):
+                self.tokens.record(answer.json(), client_id)
         response = Response(answer.content, status_code=answer.status_code)
         response.raw_headers.extend(
             (k, v) for k, v in answer.headers.raw if _forwardable(k) and k.lower() != b"date"
@@ -999,8 +1109,10 @@ def create_bridge_app(
         Route("/{projectKey}/graphql", bridge.graphql, methods=["POST"]),
         Route("/{projectKey}/messages", bridge.messages_query, methods=["GET"]),
         Route("/{projectKey}/messages/{id}", bridge.message_by_id, methods=["GET"]),
+        Route("/oauth/introspect", bridge.introspect, methods=["POST"]),
         Route("/{path:path}", bridge.proxy, methods=_ALL_METHODS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.messages = bridge.messages  # harness extension: tests inject/inspect messages
+    app.state.tokens = bridge.tokens  # harness extension: tests expire issued tokens
     return app

@@ -22,7 +22,7 @@ import uvicorn
 
 from ..demo import Demo, DemoZendesk
 from ..settings import Settings, load_settings
-from .bridge import create_bridge_app
+from .bridge import IssuedTokens, create_bridge_app
 from .messages import MessageLog
 from .process import DEFAULT_PROJECT_KEY, EmulatorProcess
 from .seed import DemoData, seed_demo_project
@@ -41,6 +41,7 @@ class Harness:
     project_key: str
     demo: DemoData
     messages: MessageLog  # the bridge's Messages API log (our harness extension)
+    tokens: IssuedTokens | None = None  # the bridge's issued tokens (introspection)
 
     @property
     def auth_url(self) -> str:
@@ -69,7 +70,8 @@ async def running(
                     else None
                 )
             messages = bridge.state.messages.project(project_key)
-            yield Harness(api_url, emulator.url, project_key, demo, messages)  # type: ignore[arg-type]
+            tokens = bridge.state.tokens
+            yield Harness(api_url, emulator.url, project_key, demo, messages, tokens)  # type: ignore[arg-type]
     finally:
         await asyncio.to_thread(emulator.stop)
 
