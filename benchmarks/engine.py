@@ -8,10 +8,10 @@ e2. Coalescing: 1,000 ticket field changes (50 orders x 2 fields, random order) 
     250 per second while a worker writes them to a fake upstream over HTTP under the default
     commercetools limit (20/s); upstream requests per 1,000 changes, and whether every field
     ends at its latest value.
-e3. Rate limits: 400 jobs through two instances (two workers, each its own database
-    connection or pool) against a fake upstream that allows 50 requests per one-second window
+e3. Rate limits: 240 jobs through two instances (two workers, each its own database
+    connection or pool) against a fake upstream that allows 20 requests per one-second window
     and answers 429 with Retry-After beyond; the 429s received with the configured limit below
-    the upstream's (45/s) and above it (60/s), and whether every job completed once.
+    the upstream's (18/s) and above it (30/s), and whether every job completed once.
 
 PostgreSQL: 127.0.0.1:5432, database `test`, a schema of its own dropped afterwards.
 """
@@ -259,7 +259,7 @@ async def coalescing(backend: str, changes: int, rate: float = 250.0) -> Row:
 # -- e3. 429s under a configured limit below / above the upstream's -----------------------------
 
 
-async def throttling(backend: str, configured: str, jobs: int, upstream_limit: int = 50) -> Row:
+async def throttling(backend: str, configured: str, jobs: int, upstream_limit: int = 20) -> Row:
     upstream = Upstream(limit=upstream_limit)
     rate: Rate = parse_rate(configured)
     async with serve(upstream.app()) as base, databases(backend, count=2) as dbs:
@@ -291,7 +291,7 @@ async def throttling(backend: str, configured: str, jobs: int, upstream_limit: i
 
 
 async def run(quick: bool) -> dict[str, Any]:
-    seconds, changes, jobs = (1.0, 300, 120) if quick else (3.0, 1000, 400)
+    seconds, changes, jobs = (1.0, 300, 60) if quick else (3.0, 1000, 240)
     results: dict[str, Any] = {"ingest": [], "coalescing": [], "throttling": []}
     for backend in BACKENDS:
         log(f"e1. ingest on {backend}")
@@ -299,7 +299,7 @@ async def run(quick: bool) -> dict[str, Any]:
     for backend in BACKENDS:
         log(f"e2. coalescing on {backend}")
         results["coalescing"].append(await coalescing(backend, changes))
-    for backend, configured in (("sqlite", "45/s"), ("postgresql", "45/s"), ("sqlite", "60/s")):
+    for backend, configured in (("sqlite", "18/s"), ("postgresql", "18/s"), ("sqlite", "30/s")):
         log(f"e3. limit {configured} on {backend}")
         results["throttling"].append(await throttling(backend, configured, jobs))
     return results
@@ -317,7 +317,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def render(results: dict[str, Any]) -> list[str]:
     """The markdown section for docs/benchmarks.md."""
-    below = [r for r in results["throttling"] if r["configured"] == "45/s"]
+    below = [r for r in results["throttling"] if r["configured"] == "18/s"]
     lines = [
         "## Sync engine",
         "",
@@ -364,7 +364,7 @@ def render(results: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        "**e3. 429s received** (two instances sharing the limit; the upstream allows 50 "
+        "**e3. 429s received** (two instances sharing the limit; the upstream allows 20 "
         "requests per one-second window):",
         "",
         _table(

@@ -268,8 +268,7 @@ class Queue:
                 "VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?) "
             )
             if coalesce is None:
-                await tx.execute(columns, values)
-                row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (new_id,))
+                row = await tx.fetchone(columns + "RETURNING *", values)
             else:
                 row = await tx.fetchone(
                     columns + "ON CONFLICT (coalesce_key) "
