@@ -468,3 +468,34 @@ async def test_a_ticket_changed_between_read_and_write_is_reread_not_overwritten
     assert sync.fake.field_value(ticket["id"], STATE_FIELD) is not None
     (job,) = await sync.jobs(TICKET_KIND, "done")
     assert job.attempts == 2
+
+
+# -- organizations -------------------------------------------------------------------------------
+
+
+async def test_company_names_become_organizations(sync: Sync) -> None:
+    tag = uuid.uuid4().hex[:8]
+    company = await sync.customer(_unique_email("company"), companyName=f"Acme  {tag} GmbH")
+    colleague = await sync.customer(_unique_email("colleague"), companyName=f"acme {tag} gmbh")
+    taken = sync.fake.add_organization(f"Hand-made {tag}")  # a name already used in Zendesk
+    clash = await sync.customer(_unique_email("clash"), companyName=taken["name"])
+    ids = [company["id"], colleague["id"], clash["id"]]
+    await enqueue_customers(sync.queue, ids, key=f"test:orgs:{tag}")
+    await sync.run_until_idle()
+    orgs = [o for o in sync.fake.organizations.values() if tag in o["name"]]
+    acme = next(o for o in orgs if o["name"].lower() == f"acme {tag} gmbh")
+    assert len(orgs) == 2  # one per name (spacing and case ignored) + the hand-made one
+    assert acme["external_id"].startswith("org:")
+    for customer in (company, colleague):
+        user = sync.fake.user_by_external_id(customer["id"])
+        assert user is not None and user["organization_id"] == acme["id"]
+    # The hand-made organization is left alone; that user is still synced, without one.
+    assert taken["external_id"] is None
+    user = sync.fake.user_by_external_id(clash["id"])
+    assert user is not None and user["organization_id"] is None
+    assert await sync.outcomes(clash["id"]) == ["created"]
+    # Organizations are upserted once: a second sync sends no organization request.
+    before = sync.fake.count("POST", "/api/v2/organizations/create_or_update")
+    await enqueue_customers(sync.queue, ids[:2], key=f"test:orgs:{tag}:again")
+    await sync.run_until_idle()
+    assert sync.fake.count("POST", "/api/v2/organizations/create_or_update") == before

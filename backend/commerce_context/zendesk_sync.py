@@ -48,7 +48,7 @@ from typing import Any
 
 from . import correlation
 from .commercetools import CommercetoolsClient
-from .exceptions import CommerceContextError, UpstreamNotFound
+from .exceptions import CommerceContextError, UpstreamNotFound, UpstreamRejected
 from .jobs import Job, Ledger, Queue, Retry
 from .queries import Arg, Read, by_ids, compose, order_by_id
 from .settings import Settings, ZendeskSync
@@ -273,7 +273,12 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
     if not customers:
         return {"users": 0, "missing": len(ids)}
     client = _client(ctx)
-    organizations = await _organizations(ctx, client, customers) if config.organizations else {}
+    org_names: dict[str, str] = {}
+    organizations: dict[str, int] = {}
+    if config.organizations:
+        canonicals = [groups[_email(c)][0] for c in customers]
+        org_names = _organization_names(canonicals)
+        organizations = await _organizations(ctx, client, set(org_names.values()))
     stats: dict[str, list[dict[str, Any]]] = {}
     if ORDER_STATS & set(config.user_fields.values()):
         people = _unique(m["id"] for customer in customers for m in groups[_email(customer)])
@@ -287,7 +292,8 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         canonical = group[0]
         if canonical["id"] not in position:
             position[canonical["id"]] = len(users)
-            users.append(_user(config, canonical, group, organizations, stats))
+            organization = organizations.get(org_names.get(canonical["id"], ""))
+            users.append(_user(config, canonical, group, organization, stats))
             members.append([])
         members[position[canonical["id"]]].append(customer)
     job = await _run_zendesk_job(ctx, client, users)
@@ -403,7 +409,7 @@ def _user(
     config: ZendeskSync,
     canonical: dict[str, Any],
     group: list[dict[str, Any]],
-    organizations: Mapping[str, int],
+    organization_id: int | None,
     stats: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
     name = " ".join(p for p in (canonical.get("firstName"), canonical.get("lastName")) if p)
@@ -421,9 +427,8 @@ def _user(
         fields[config.other_ids_field] = " ".join(others) if others else None
     if fields:
         user["user_fields"] = fields
-    company = _company(canonical)
-    if company and company in organizations:
-        user["organization_id"] = organizations[company]
+    if organization_id is not None:
+        user["organization_id"] = organization_id
     return user
 
 
@@ -491,23 +496,34 @@ def _total_spent(orders: list[dict[str, Any]]) -> str | None:
     return ", ".join(f"{c} {cents[c] / 10 ** digits[c]:.{digits[c]}f}" for c in sorted(cents))
 
 
-async def _organizations(
-    ctx: JobContext, client: ZendeskClient, customers: list[dict[str, Any]]
-) -> dict[str, int]:
-    """Company name -> Zendesk organization id; each organization is upserted once ever (the
-    ledger remembers it), as Zendesk allows only a few organization updates a minute."""
+def _organization_names(customers: list[dict[str, Any]]) -> dict[str, str]:
+    """Customer id -> organization name: the customer's company name. (B2B business units are
+    not read: the test emulator cannot serve them, so that path could not be tested.)"""
+    return {c["id"]: company for c in customers if (company := _company(c))}
+
+
+async def _organizations(ctx: JobContext, client: ZendeskClient, names: set[str]) -> dict[str, int]:
+    """Organization name -> Zendesk organization id. One organization per name (spacing
+    normalised, case ignored); each is upserted once ever (the ledger remembers it), as Zendesk
+    allows only a few organization updates a minute."""
     ids: dict[str, int] = {}
-    for company in sorted({c for c in map(_company, customers) if c}):
-        external_id = "company:" + hashlib.sha256(company.lower().encode()).hexdigest()[:24]
+    for name in sorted(n for n in names if n):
+        external_id = "org:" + hashlib.sha256(name.lower().encode()).hexdigest()[:24]
         key = f"zendesk:organization:{external_id}"
         done = await ctx.ledger.done(key)
         if done is None:
-            org = await client.create_or_update_organization(
-                {"name": company, "external_id": external_id}
-            )
+            try:
+                org = await client.create_or_update_organization(
+                    {"name": name, "external_id": external_id}
+                )
+            except UpstreamRejected as exc:
+                # Typically an organization of that name made by hand (names are unique):
+                # leave it alone; these users get no organization rather than no profile.
+                logger.warning("zendesk organization %s not upserted: %s", external_id, exc)
+                continue
             done = {"id": org["id"]}
             await ctx.ledger.record(key, done)
-        ids[company] = int(done["id"])
+        ids[name] = int(done["id"])
     return ids
 
 
