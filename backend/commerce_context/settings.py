@@ -593,6 +593,29 @@ class Settings(BaseSettings):
     tidio_lyro_window: float = Field(
         default=600.0, ge=10, le=86400, description="the Lyro rate-limit window, seconds"
     )
+    # -- Tidio OpenAPI (outbound contact properties: tidio_api.py, tidio_sync.py) ------------
+    tidio_client_id: str | None = Field(
+        default=None, pattern=r"^ci_[A-Za-z0-9_-]{1,200}$", description="OpenAPI client id (ci_…)"
+    )
+    tidio_client_secret: SecretStr | None = Field(
+        default=None, description="OpenAPI client secret (cs_…)"
+    )
+    tidio_api_url: str | None = Field(
+        default=None, description="overrides https://api.tidio.com (the fake, a proxy)"
+    )
+    tidio_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per call")
+    tidio_fallback_backoff: float = Field(
+        default=60.0, gt=0, le=3600, description="pause after a 429 without Retry-After, seconds"
+    )
+    tidio_batch_window: float = Field(
+        default=5.0, ge=0, le=3600, description="seconds changes wait to share a batch"
+    )
+    tidio_cart_idle: float = Field(
+        default=3600.0, ge=60, le=30 * 86400, description="idle seconds before a cart is abandoned"
+    )
+    tidio_cart_lines: bool = Field(
+        default=False, description="also send the cart's line items (cart_lines property)"
+    )
 
     # Loaded from config_file, never from the environment.
     mappings: Mappings = Field(default_factory=Mappings, exclude=True)
@@ -718,6 +741,28 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {_MIN_HMAC_KEY_BYTES} bytes long")
         return value
 
+    @field_validator("tidio_client_secret")
+    @classmethod
+    def _tidio_client_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("cs_"):
+            raise ValueError("must be the OpenAPI client secret Tidio shows, starting with cs_")
+        return value
+
+    @field_validator("tidio_api_url")
+    @classmethod
+    def _tidio_api_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _tidio_api(self) -> Settings:
+        if (self.tidio_client_id is None) != (self.tidio_client_secret is None):
+            raise ValueError(
+                f"set both {ENV_PREFIX}TIDIO_CLIENT_ID and {ENV_PREFIX}TIDIO_CLIENT_SECRET, or neither"
+            )
+        return self
+
     @field_validator("tidio_webhook_secrets")
     @classmethod
     def _tidio_webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
@@ -819,6 +864,15 @@ class Settings(BaseSettings):
         has_account = self.zendesk_api_url is not None or self.zendesk_subdomain is not None
         has_credential = self.zendesk_api_token is not None or self.zendesk_oauth_token is not None
         return has_account and has_credential
+
+    @property
+    def tidio_api_enabled(self) -> bool:
+        """True when the Tidio OpenAPI client has its two credentials."""
+        return self.tidio_client_id is not None and self.tidio_client_secret is not None
+
+    @property
+    def tidio_api_base(self) -> str:
+        return (self.tidio_api_url or "https://api.tidio.com").rstrip("/")
 
     @property
     def zendesk_api_base(self) -> str:
