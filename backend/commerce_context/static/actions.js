@@ -2,7 +2,7 @@
  * commerce-context: agent actions in the sidebar (plain ES2017, no build step).
  *
  * The panels (templates/_actions.html) hold one <form data-cc-action="..."> per enabled action
- * inside <section data-cc-actions data-order-id ...>. Flow:
+ * inside <section data-cc-actions data-cc-order-id ...>. Flow:
  *
  *   [data-cc-ask] click -> the inputs are checked, a request id is made (one per confirmation,
  *     so a double click or a retried request is the same job), and the confirmation row
@@ -172,7 +172,7 @@
   async function send(section, body) {
     // The ticket, when the page knows it (#app[data-ticket-id]), goes into the audit trail.
     const ticket = app.getAttribute("data-ticket-id");
-    body.order_id = section.getAttribute("data-order-id");
+    body.order_id = section.getAttribute("data-cc-order-id");
     if (ticket && /^\d+$/.test(ticket)) {
       body.ticket_id = parseInt(ticket, 10);
     }
@@ -253,9 +253,9 @@
       return;
     }
     const params = new URLSearchParams();
-    params.set("order_id", section.getAttribute("data-order-id") || "");
-    if (section.getAttribute("data-order-number")) {
-      params.set("order_number", section.getAttribute("data-order-number"));
+    params.set("order_id", section.getAttribute("data-cc-order-id") || "");
+    if (section.getAttribute("data-cc-order-number")) {
+      params.set("order_number", section.getAttribute("data-cc-order-number"));
     }
     let items = [];
     try {
