@@ -184,13 +184,14 @@ async def test_rate_limits_bound_claims_per_window(database: Database, clock: Cl
     rate = parse_rate("10/s")
     assert rate.burst == 1
     queue = queue_on(database, clock, d=rate)
-    for n in range(60):
+    for n in range(40):
         await queue.enqueue("k", {}, key=f"j{n}", destination="d")
+    for n in range(20):
         await queue.enqueue("k", {}, key=f"free{n}", destination="unlimited")
     start = clock.now
     per_window: Counter[int] = Counter()
     free = 0
-    for _ in range(80):  # 4 s in steps of 50 ms, claiming greedily each step
+    for _ in range(60):  # 3 s in steps of 50 ms, claiming greedily each step
         for job in await queue.claim(50, worker="w", lease=60):
             await queue.complete(job, None)
             if job.destination == "d":
@@ -198,8 +199,8 @@ async def test_rate_limits_bound_claims_per_window(database: Database, clock: Cl
             else:
                 free += 1
         clock.advance(0.05)
-    assert free == 60  # a destination without a limit is not held back
-    assert set(per_window) == {0, 1, 2, 3}
+    assert free == 20  # a destination without a limit is not held back
+    assert set(per_window) == {0, 1, 2}
     assert all(count <= 10 + rate.burst for count in per_window.values()), per_window
     assert all(count >= 9 for count in per_window.values()), per_window
     assert queue.hint is not None and queue.hint <= 0.1
