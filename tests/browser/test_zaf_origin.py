@@ -146,7 +146,9 @@ async def test_the_sdk_refuses_a_parent_on_a_foreign_origin(
     harness: Harness,
 ) -> None:
     """Even where the CSP lets a foreign parent frame the page, the official SDK refuses its
-    origin: it replaces the sidebar with its "Invalid domain" notice (the npm fork did not)."""
+    origin: it replaces the sidebar with its "Invalid domain" notice (the npm fork did not),
+    and the cleared page asks the backend for nothing, though the handshake completes."""
+    requests = record_requests(page)
     zd = await open_fake_zendesk(
         page,
         foreign_parent,
@@ -158,3 +160,6 @@ async def test_the_sdk_refuses_a_parent_on_a_foreign_origin(
     await zd.frame.wait_for_selector(f"text=Invalid domain {foreign_parent}", timeout=10_000)
     assert await zd.frame.query_selector("#app") is None
     assert await zd.frame.query_selector("#panels") is None
+    # Give a registered sidebar script the time it would need to ask for panels.
+    await page.wait_for_timeout(1500)
+    assert not [url for url in requests if "/zendesk/panels" in url]

@@ -280,6 +280,9 @@
   }
 
   async function load(options) {
+    if (!document.documentElement.contains(app)) {
+      return; // the SDK refused the parent and cleared the page
+    }
     const mine = ++seq;
     if (inflight) {
       inflight.abort();
@@ -421,7 +424,16 @@
     schedule(false);
   });
 
+  // The official SDK wipes the page ("Invalid domain") when the parent's origin is not
+  // Zendesk's, yet may still finish its handshake: a detached page must not ask for panels.
+  function detached() {
+    return !document.documentElement.contains(app);
+  }
+
   client.on("app.registered", function () {
+    if (detached()) {
+      return;
+    }
     load({});
   });
 
