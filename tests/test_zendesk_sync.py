@@ -415,6 +415,7 @@ async def test_a_rerun_after_a_crash_polls_the_submitted_zendesk_job(sync: Sync)
     await HANDLERS[CUSTOMERS_KIND](context, job.payload)
     assert sync.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
     assert len(sync.fake.users) == 1
+    assert await sync.outcomes(customer["id"]) == ["created"]  # recorded once
 
 
 # -- backfill ------------------------------------------------------------------------------------

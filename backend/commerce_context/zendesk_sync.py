@@ -297,6 +297,9 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
             members.append([])
         members[position[canonical["id"]]].append(customer)
     job = await _run_zendesk_job(ctx, client, users)
+    # A re-run after a crash polls the same Zendesk job: its outcomes are recorded only once.
+    audited_key = f"zendesk:users-audited:{job.get('id')}"
+    audited = await ctx.ledger.done(audited_key) is not None
     results = job.get("results") or []
     counts = {"Created": 0, "Updated": 0, "Failed": 0}
     failed: list[str] = []
@@ -310,6 +313,8 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         for customer in members[index]:
             if status not in ("Created", "Updated"):
                 failed.append(customer["id"])
+            if audited:
+                continue
             await ctx.audit.record(
                 action="zendesk.user.sync",
                 source=SOURCE,
@@ -320,6 +325,7 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
                 job_id=ctx.job.id,
                 detail=_outcome_detail(result, user),
             )
+    await ctx.ledger.record(audited_key, {"users": len(users)})
     if updated:
         await _primary_emails(client, updated)
     if failed and int(payload.get("retry", 0)) < config.failed_retries:
