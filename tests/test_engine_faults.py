@@ -148,6 +148,8 @@ async def test_workers_resume_after_the_database_was_locked(
             locker.close()
         await eventually(lambda: all_done(queue, len(jobs)), within=30, what="all jobs")
         assert worker.returncode is None
+        worker.terminate()  # SIGTERM: a graceful stop, exit status 0
+        assert await asyncio.wait_for(worker.wait(), 20) == 0
     assert "database is locked" in log.read_text()  # the worker did hit the lock
     # Each effect applied exactly once (a run cut off by the fault may apply it on a later
     # attempt: the effect and its ledger entry commit together or not at all).
