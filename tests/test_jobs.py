@@ -4,16 +4,26 @@ concurrent claims, leases, shared rate limits and pauses, dead jobs, retention."
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 
 import pytest
 
 from commerce_context.database import Database
-from commerce_context.exceptions import BadRequest, NotFound
+from commerce_context.exceptions import BadRequest, ConfigError, DatabaseUnavailable, NotFound
 from commerce_context.jobs import Ledger, Queue, Rate, parse_rate
-from tests.engine import Clock, Location, clock, database, location, queue_on
+from tests.engine import (
+    Clock,
+    Location,
+    clock,
+    database,
+    location,
+    queue_on,
+    settings,
+    sqlite_location,
+)
 
-__all__ = ["clock", "database", "location"]  # the fixtures these tests use
+__all__ = ["clock", "database", "location", "sqlite_location"]  # the fixtures used
 
 
 async def test_enqueue_is_durable(location: Location, database: Database, clock: Clock) -> None:
@@ -316,3 +326,44 @@ def test_rates_parse_or_explain() -> None:
     for bad in ("", "fast", "0/s", "10/fortnight", "-1/min"):
         with pytest.raises(ValueError, match="is not a rate"):
             parse_rate(bad)
+
+
+async def test_a_locked_database_is_a_clear_503_then_works_again(
+    sqlite_location: Location, clock: Clock
+) -> None:
+    db = Database.from_url(sqlite_location.url + "?busy_timeout=0.1")
+    await db.open()
+    sqlite_location.opened.append(db)
+    queue = queue_on(db, clock)
+    locker = sqlite3.connect(sqlite_location.url.removeprefix("sqlite:///"), isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await queue.enqueue("k", {}, key="a", destination="d")
+        assert raised.value.status_code == 503
+        assert "database is locked" in raised.value.message
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    job = await queue.enqueue("k", {}, key="a", destination="d")
+    assert (await queue.get(job.id)) is not None
+
+
+def test_bad_database_and_rate_settings_read_clearly() -> None:
+    for url, problem in (
+        ("mysql://x", "must start with sqlite:/// or postgresql://"),
+        ("sqlite://relative.db", "three slashes"),
+        ("sqlite:///x.db?busy_timeout=soon", "busy_timeout"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            Database.from_url(url)
+    with pytest.raises(ConfigError, match="not a valid PostgreSQL schema"):
+        Database.from_url("postgresql://h/db", schema="Robert'); DROP")
+    with pytest.raises(ConfigError, match=r"CC_RATE_LIMITS.*tidio: 'lots' is not a rate"):
+        settings(rate_limits={"tidio": "lots"})
+    with pytest.raises(ConfigError, match="CC_DATABASE_URL"):
+        settings(database_url="mongodb://x")
+    assert "secret-pw" not in repr(settings(database_url="postgresql://u:secret-pw@h/db"))
+    configured = settings(rate_limits={"tidio": "120/min"})
+    assert configured.rate_limits["tidio"] == "120/min"
+    assert configured.rate_limits["commercetools"] == "20/s"
