@@ -46,6 +46,7 @@ _CODES = {
 PUBLIC_MESSAGES = {
     "upstream_unavailable": "commercetools is not answering right now. Try again in a moment.",
     "cache_unavailable": "The cache is not answering right now. Try again in a moment.",
+    "database_unavailable": "The job queue is busy right now. Try again in a moment.",
     "upstream_auth_error": (
         "This app could not sign in to commercetools. Ask your administrator to check the "
         "API client."
