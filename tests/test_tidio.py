@@ -37,6 +37,7 @@ from commerce_context.links import Binding, LinkKeys, Revocations, parse_keys
 from commerce_context.settings import Settings
 from commerce_context.tidio import (
     NOT_FOUND_ANSWER,
+    PANEL_PROPERTY,
     Contacts,
     Shopper,
     bound_cart_read,
@@ -45,8 +46,11 @@ from commerce_context.tidio import (
     verify_webhook,
 )
 from tests.asgi import app_client
+from tests.engine import database, location
 from tests.orders import Api
 from tests.schema import assert_valid_document
+
+__all__ = ["database", "location"]
 
 KEY_NEW = "k2026:" + "n" * 40
 KEY_OLD = "k2025:" + "o" * 40
@@ -780,3 +784,32 @@ async def test_lyro_refuses_bad_requests(
     answer = await lyro(service, body, token)
     assert answer.status_code == status
     assert "anna" not in answer.text.lower()
+
+
+async def test_contact_mapping_keeps_the_newest_on_both_backends(database: Database) -> None:
+    contacts = Contacts(database)
+    assert await contacts.contact_id("cc_a") is None
+    assert await contacts.remember("cc_a", "contact-2", at=200.0) is True
+    assert await contacts.remember("cc_a", "contact-1", at=100.0) is False  # older: ignored
+    assert await contacts.contact_id("cc_a") == "contact-2"
+    assert await contacts.remember("cc_a", "contact-3", at=200.0) is True  # same time: applied
+    assert await contacts.remember("cc_b", "contact-3", at=50.0) is True
+    assert await contacts.contact_id("cc_a") == "contact-3"
+    assert await contacts.contact_id("cc_b") == "contact-3"
+
+
+def test_the_merchants_guide_names_the_property_and_every_tidio_setting() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs/tidio.md").read_text()
+    assert f"`{PANEL_PROPERTY}`" in guide
+    for name in _INBOUND_SETTINGS:
+        assert name in Settings.model_fields
+        assert f"CC_{name.upper()}" in guide, name
+    for path in ("/tidio/identify", "/tidio/panel", "/tidio/webhooks", "/tidio/lyro/order-status"):
+        assert path in guide
+
+
+_INBOUND_SETTINGS = (
+    "link_keys", "link_ttl", "public_url", "tidio_identity_secret", "tidio_storefront_api_key",
+    "tidio_allowed_origins", "tidio_webhook_secrets", "tidio_webhook_tolerance",
+    "tidio_lyro_token", "tidio_lyro_per_visitor", "tidio_lyro_per_ip", "tidio_lyro_window",
+)  # fmt: skip

@@ -71,6 +71,7 @@ from .worker import JobContext
 __all__ = [
     "CONTACT_JOB",
     "HANDLERS",
+    "PANEL_PROPERTY",
     "Contacts",
     "Introspector",
     "Shopper",
@@ -88,6 +89,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONTACT_JOB = "tidio.contact"
+# The URL contact property (created in Tidio's panel) that holds the signed contact-panel link.
+PANEL_PROPERTY = "cc_panel_url"
 MAX_WEBHOOK_BYTES = 256 * 1024
 MAX_JSON_BYTES = 8 * 1024
 SIGNATURE = "x-tidio-signature"
