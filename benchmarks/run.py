@@ -58,6 +58,8 @@ from engine import render as render_engine
 from report import FLOOR, HIT, HIT_REDIS, HIT_RENDER, Run, render
 from rest_view import rest_ticket_view
 from upstream import LatencyTransport, Traffic
+from writeback import in_child as writeback_benchmarks
+from writeback import render as render_writeback
 
 DELAY = 0.050  # injected upstream latency per request, seconds
 CONCURRENCY = 8  # connections of the closed-loop (max throughput) runs
@@ -654,6 +656,8 @@ async def main(quick: bool) -> None:
                 results[key] = await step(env)
             log("engine: the sync engine (benchmarks/engine.py, in its own process)")
             results["engine"] = await engine_benchmarks(quick)
+            log("writeback: webhook-to-writeback latency (benchmarks/writeback.py, own process)")
+            results["writeback"] = await writeback_benchmarks(quick)
     finally:
         await purge_redis(project)  # the Redis-store servers' entries
         cleanup()
@@ -673,6 +677,7 @@ async def main(quick: bool) -> None:
         redis_sample=REDIS_SAMPLE,
     )
     text = render(results, run).rstrip("\n") + "\n\n" + "\n".join(render_engine(results["engine"]))
+    text = text.rstrip("\n") + "\n\n" + "\n".join(render_writeback(results["writeback"]))
     print(text)
     if not quick:
         DOC.write_text(text, encoding="utf-8")
