@@ -500,3 +500,54 @@ async def test_company_names_become_organizations(sync: Sync) -> None:
     await enqueue_customers(sync.queue, ids[:2], key=f"test:orgs:{tag}:again")
     await sync.run_until_idle()
     assert sync.fake.count("POST", "/api/v2/organizations/create_or_update") == before
+
+
+async def test_backfill_command(
+    sync: Sync,
+    harness: Harness,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clean_environment: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from commerce_context.zendesk_sync import main
+
+    config = tmp_path / "backfill.toml"
+    config.write_text(CONFIG)
+    database = tmp_path / "backfill.sqlite3"
+    environment = {
+        "CC_CT_PROJECT_KEY": harness.project_key,
+        "CC_CT_CLIENT_ID": DEMO_CLIENT_ID,
+        "CC_CT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "CC_CT_API_URL": harness.api_url,
+        "CC_CT_AUTH_URL": harness.api_url,
+        "CC_CONFIG_FILE": str(config),
+        "CC_DATABASE_URL": f"sqlite:///{database}",
+        "CC_ZENDESK_API_URL": str(sync.settings.zendesk_api_url),
+        "CC_ZENDESK_API_EMAIL": EMAIL,
+        "CC_ZENDESK_API_TOKEN": TOKEN,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    # asyncio.run in a thread: this loop keeps serving the emulator's bridge meanwhile.
+    code = await asyncio.to_thread(main, ["customers", "--since", "2001-01-01"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "customers enqueued" in out.out
+    db = Database.from_url(f"sqlite:///{database}")
+    await db.open()
+    try:
+        jobs = await Queue(db).list(kind=CUSTOMERS_KIND, limit=1000)
+    finally:
+        await db.close()
+    assert jobs and all(len(j.payload["customer_ids"]) <= 100 for j in jobs)
+
+    with pytest.raises(SystemExit) as bad_date:  # argparse: usage and exit 2
+        main(["customers", "--since", "yesterday"])
+    assert bad_date.value.code == 2
+    assert "not a date such as 2024-01-31" in capsys.readouterr().err
+    monkeypatch.setenv("CC_CONFIG_FILE", str(tmp_path / "off.toml"))
+    (tmp_path / "off.toml").write_text("[zendesk_sync]\ncustomers = false\n")
+    assert await asyncio.to_thread(main, ["customers", "--since", "2001-01-01"]) == 2
+    assert "customers = true" in capsys.readouterr().err

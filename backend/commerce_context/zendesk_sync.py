@@ -30,30 +30,38 @@ De-duplication rules (docs/sync.md, "Zendesk"):
 * Nothing is ever merged or deleted in Zendesk; conflicts (the new email belongs to another
   Zendesk user) are recorded as Failed for an agent to resolve.
 
+Backfill: `python -m commerce_context.zendesk_sync customers --since 2024-01-01` enqueues a sync
+of every customer modified since that date (workers then run it: the service's in-process
+workers or `commerce-context worker`); it is resumable.
+
 Every handler is idempotent: it re-reads commercetools, so a re-run writes the latest values, and
 a ticket field already holding the wanted value is not written again.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from . import correlation
 from .commercetools import CommercetoolsClient
-from .exceptions import CommerceContextError, UpstreamNotFound, UpstreamRejected
+from .exceptions import CommerceContextError, ConfigError, UpstreamNotFound, UpstreamRejected
 from .jobs import Job, Ledger, Queue, Retry
 from .queries import Arg, Read, by_ids, compose, order_by_id
-from .settings import Settings, ZendeskSync
+from .settings import Settings, ZendeskSync, load_settings
 from .views import View
-from .worker import JobContext
+from .worker import JobContext, open_engine
 from .zendesk import MAX_BATCH, ZendeskClient, sanitise
 
 __all__ = [
@@ -741,8 +749,66 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+# -- backfill command -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m commerce_context.zendesk_sync customers --since DATE`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m commerce_context.zendesk_sync",
+        description="Enqueue a sync of commercetools customers to Zendesk users.",
+    )
+    what = parser.add_subparsers(dest="what", required=True)
+    customers = what.add_parser("customers", help="customers modified since a date")
+    customers.add_argument(
+        "--since", required=True, type=_moment, help="a date (2024-01-31) or ISO 8601 time"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if not settings.zendesk_api_enabled:
+            raise ConfigError(
+                "the Zendesk API is not configured: set CC_ZENDESK_API_EMAIL and "
+                "CC_ZENDESK_API_TOKEN (or CC_ZENDESK_OAUTH_TOKEN)"
+            )
+        if not settings.mappings.zendesk_sync.customers:
+            raise ConfigError("customer sync is off: set customers = true in [zendesk_sync]")
+        result = asyncio.run(_backfill(settings, args.since))
+    except ConfigError as exc:
+        print(f"commerce-context: {exc.message}", file=sys.stderr)
+        return 2
+    except CommerceContextError as exc:
+        print(f"commerce-context: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"{result['customers']} customers enqueued in {result['pages']} pages; the workers "
+        "sync them (the service, or `commerce-context worker`)"
+    )
+    return 0
+
+
+async def _backfill(settings: Settings, since: datetime) -> dict[str, int]:
+    async with open_engine(settings) as engine, httpx.AsyncClient() as http:
+        commercetools = CommercetoolsClient(settings, http)
+        return await backfill_customers(commercetools, engine.queue, engine.ledger, since=since)
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a date such as 2024-01-31 (or an ISO 8601 time)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 HANDLERS = {
     CUSTOMERS_KIND: sync_customers,
     ORDER_KIND: order_to_tickets,
     TICKET_KIND: ticket_fields,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
