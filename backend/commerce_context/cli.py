@@ -196,6 +196,13 @@ async def run_demo(host: str | None, port: int | None) -> int:
             f"\n  (commercetools emulator + GraphQL at {harness.api_url}; Ctrl-C stops all)\n",
             flush=True,
         )
+        if settings.admin_token is not None:
+            print(
+                f"  admin page (jobs, dead jobs, audit trail): "
+                f"http://{settings.host}:{settings.port}/admin\n"
+                f"  (any user name; password {settings.admin_token.get_secret_value()})\n",
+                flush=True,
+            )
         await server.serve()
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import tempfile
 from collections.abc import AsyncIterator
@@ -118,6 +119,8 @@ def demo_settings(
         # The job database of this run only: test sessions and demos never share queued jobs.
         "state_path": Path(tempfile.gettempdir())
         / f"commerce-context-{harness.project_key}-{os.getpid()}.sqlite3",
+        # The admin page (jobs, dead jobs, audit trail) of this run; `demo` prints it.
+        "admin_token": secrets.token_urlsafe(32),
     }
     if zendesk is not None:
         values.update(
