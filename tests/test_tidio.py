@@ -813,3 +813,42 @@ _INBOUND_SETTINGS = (
     "tidio_allowed_origins", "tidio_webhook_secrets", "tidio_webhook_tolerance",
     "tidio_lyro_token", "tidio_lyro_per_visitor", "tidio_lyro_per_ip", "tidio_lyro_window",
 )  # fmt: skip
+
+
+async def test_agents_mint_order_links_from_the_sidebar(harness: Harness, tmp_path: Path) -> None:
+    from commerce_context.demo import DemoZendesk
+    from tests.service import service as zendesk_service
+    from tests.service import service_settings
+
+    zendesk = DemoZendesk.generate()
+    settings = service_settings(
+        harness, tmp_path, zendesk, link_keys=KEY_NEW, public_url="https://cc.example.com"
+    )
+    order = harness.demo.orders["US-3001"]
+    async with zendesk_service(settings, harness, zendesk) as svc:
+        made = await svc.client.post(
+            "/links/order", json={"order_number": "US-3001", "ttl": 3600}, headers=svc.bearer()
+        )
+        assert made.status_code == 200, made.text
+        url = made.json()["url"]
+        assert url.startswith("https://cc.example.com/links/order?t=k2026.")
+        page = await svc.client.get(url.removeprefix("https://cc.example.com"))
+        assert page.status_code == 200 and "US-3001" in page.text
+        assert order.id in page.text
+        for body, headers, status in (
+            ({"order_id": order.id}, {}, 401),  # no agent session
+            ({"order_id": order.id}, {"Authorization": "Bearer forged"}, 401),
+            ({}, svc.bearer(), 400),
+            ({"order_id": order.id, "ttl": 10**9}, svc.bearer(), 400),
+        ):
+            refused = await svc.client.post("/links/order", json=body, headers=headers)
+            assert refused.status_code == status, body
+        db = Database.from_url(settings.database_location)
+        await db.open()
+        try:
+            rows = await db.fetchall(
+                "SELECT agent_id, order_number FROM audit WHERE action = 'order_link.create'"
+            )
+        finally:
+            await db.close()
+        assert [dict(r) for r in rows] == [{"agent_id": "9001", "order_number": "US-3001"}]

@@ -13,6 +13,9 @@
   sidebar, resolved from the signed link's binding (never from other query parameters). Bad,
   expired and revoked links get a page that says so, with 401 or 410, and no data. Every view
   is audited (link key id, link id and the bound ids; the viewer is not known).
+* `POST /links/order` — an agent in the Zendesk sidebar (its session) gets a signed order link
+  for a macro or an internal email (`commerce-context links order` does the same for
+  operators).
 * `POST /tidio/webhooks` — `x-tidio-signature: t=<unix>,s=<hex>[,s=<hex>…]`, each `s` being
   hex(HMAC-SHA256(secret, raw body + "_" + t)); any `s` matching any configured secret passes;
   `t` must be within `CC_TIDIO_WEBHOOK_TOLERANCE`. The work is queued (202 at once: Tidio
@@ -62,7 +65,7 @@ from .exceptions import (
 )
 from .jobs import Permanent
 from .limits import parse_json, read_body
-from .links import Binding, Kind, Link, LinkKeys, Revocations, panel_url
+from .links import Binding, Kind, Link, LinkKeys, Revocations, order_url, panel_url
 from .panels import panel_context
 from .resolution import Resolution, TicketContext, resolve
 from .settings import Settings
@@ -76,6 +79,7 @@ __all__ = [
     "Introspector",
     "Shopper",
     "Tidio",
+    "create_order_link",
     "distinct_id",
     "identify",
     "lyro_order_status",
@@ -475,6 +479,43 @@ def bound_cart_read(binding: Binding) -> queries.Read | None:
         (views.CART,),
         many=True,
         store=binding.store,
+    )
+
+
+async def create_order_link(request: Request) -> Response:
+    """`POST /links/order`: an agent in the Zendesk sidebar (its session, `Authorization:
+    Bearer …`) gets a signed order link to paste into a macro or an internal email.
+    Body: `{"order_id": "<id>"}` or `{"order_number": "<number>"}`, optional `"ttl"` seconds
+    (at most `CC_LINK_TTL`). Audited with the agent's id."""
+    from .sidebar import authenticate
+
+    settings: Settings = request.state.settings
+    tidio = _tidio(request)
+    if tidio.keys is None or not settings.zendesk_enabled:
+        raise NotFound("Order links need CC_LINK_KEYS and the Zendesk sidebar.")
+    agent = authenticate(request, settings)
+    body = await _json_object(request, MAX_JSON_BYTES)
+    order = _optional_id(body, "order_id") or _optional_id(body, "order_number")
+    if order is None:
+        raise BadRequest("Send order_id or order_number.")
+    ttl = body.get("ttl", settings.link_ttl)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= settings.link_ttl:
+        raise BadRequest(f"ttl must be whole seconds from 60 to {settings.link_ttl}.")
+    token = tidio.keys.sign(Binding("order", order_id=order), ttl=ttl)
+    link = tidio.keys.verify(token, kind="order")
+    await request.state.audit.record(
+        action="order_link.create",
+        source="sidebar",
+        target="link",
+        outcome="issued",
+        correlation_id=correlation.current(),
+        order_id=order if _is_uuid(order) else None,
+        order_number=None if _is_uuid(order) else order,
+        agent_id=agent.user_id,
+        detail={"kid": link.kid, "link_id": link.link_id, "ttl": ttl},
+    )
+    return JSONResponse(
+        {"url": order_url(base_url(request), token), "expires_in": ttl}, headers=NO_STORE
     )
 
 
