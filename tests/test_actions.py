@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 
 from commerce_context.actions import ActionRequest, _payload
+from commerce_context.audit import Audit
+from commerce_context.database import Database
 from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
@@ -269,6 +271,15 @@ async def test_an_action_is_queued_once_and_reports_its_state(svc: Service) -> N
     assert [(i["job_id"], i["state"]) for i in activity.json()["items"]] == [
         (first.json()["job_id"], "applied")
     ]
+    database = Database.from_url(svc.settings.database_location)
+    await database.open()
+    try:
+        trail = await Audit(database).query(order=order["id"])
+    finally:
+        await database.close()
+    steps = {(e.action, e.outcome, e.agent_id, e.ticket_id) for e in trail}
+    assert ("action.cancel_order", "requested", "9001", "31") in steps
+    assert ("action.cancel_order", "applied", "9001", "31") in steps
 
 
 async def test_a_refused_action_reports_why(svc: Service) -> None:

@@ -19,9 +19,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from commerce_context.database import Database
 from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness
 from commerce_context.exceptions import BadRequest, Unauthorized
+from commerce_context.jobs import Queue
 from commerce_context.webhooks import (
     MAX_BODY_BYTES,
     TicketEvent,
@@ -300,3 +302,29 @@ async def test_without_a_secret_the_endpoint_does_not_exist(
             "/zendesk/webhooks", content=body, headers=signed(svc, body)
         )
         assert response.status_code == 404
+
+
+@pytest.mark.emulator
+async def test_a_created_ticket_is_prefetched(svc: Service) -> None:
+    email = f"prefetch-{uuid.uuid4().hex[:8]}@example.org"
+    await svc.api.create_order(email=email)
+    body = json.dumps(
+        {"event": "ticket.created", "ticket": {"id": "502", "requester_email": email}}
+    ).encode()
+    response = await svc.client.post("/zendesk/webhooks", content=body, headers=signed(svc, body))
+    assert response.status_code == 202, response.text
+    [job_id] = response.json()["jobs"]
+    database = Database.from_url(svc.settings.database_location)
+    await database.open()
+    try:
+        queue = Queue(database)
+        for _ in range(600):
+            job = await queue.get(job_id)
+            assert job is not None
+            if job.state in ("done", "dead"):
+                break
+            await asyncio.sleep(0.05)
+        assert (job.kind, job.state) == ("zendesk.prefetch", "done")
+        assert job.result == {"outcome": "prefetched", "matched_by": "guest_email", "orders": 1}
+    finally:
+        await database.close()
