@@ -551,3 +551,29 @@ async def test_backfill_command(
     (tmp_path / "off.toml").write_text("[zendesk_sync]\ncustomers = false\n")
     assert await asyncio.to_thread(main, ["customers", "--since", "2001-01-01"]) == 2
     assert "customers = true" in capsys.readouterr().err
+
+
+async def test_jobs_do_nothing_when_the_sync_is_switched_off(
+    sync: Sync, harness: Harness, tmp_path: Path
+) -> None:
+    order_id, number = await _order(harness)
+    ticket = sync.fake.add_ticket(custom_fields={ORDER_FIELD: number})
+    customer = await sync.customer(_unique_email("off"))
+    off = CONFIG.replace("customers = true", "customers = false").replace(
+        "orders = true", "orders = false"
+    )
+    sync.reconfigure(off, tmp_path / "off.toml")
+    await enqueue_customers(sync.queue, [customer["id"]], key="test:off")
+    await sync.queue.enqueue(
+        TICKET_KIND,
+        {"ticket_id": ticket["id"], "order_id": order_id},
+        key="test:off:ticket",
+        destination="zendesk:tickets",
+    )
+    await sync.run_until_idle()
+    assert sync.fake.requests == []
+    done = await sync.queue.list(state="done")
+    assert {j.result["skipped"] for j in done if j.result} == {
+        "customer sync is off ([zendesk_sync] customers)",
+        "order sync is off ([zendesk_sync] orders)",
+    }

@@ -57,7 +57,7 @@ import httpx
 from . import correlation
 from .commercetools import CommercetoolsClient
 from .exceptions import CommerceContextError, ConfigError, UpstreamNotFound, UpstreamRejected
-from .jobs import Job, Ledger, Queue, Retry
+from .jobs import Job, Ledger, Permanent, Queue, Retry
 from .queries import Arg, Read, by_ids, compose, order_by_id
 from .settings import Settings, ZendeskSync, load_settings
 from .views import View
@@ -130,6 +130,9 @@ def _config(ctx: JobContext) -> ZendeskSync:
 
 
 def _client(ctx: JobContext) -> ZendeskClient:
+    if not ctx.settings.zendesk_api_enabled:
+        # Retrying cannot help until an operator configures the credential (then: jobs retry).
+        raise Permanent("the Zendesk API is not configured (CC_ZENDESK_API_EMAIL/TOKEN)")
     return ZendeskClient(ctx.settings, ctx.http)
 
 
@@ -275,6 +278,8 @@ async def backfill_customers(
 
 async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
     config = _config(ctx)
+    if not config.customers:
+        return {"skipped": "customer sync is off ([zendesk_sync] customers)"}
     ids = _ids(payload.get("customer_ids"))
     ids = await _with_absorbed(ctx, ids)
     customers, groups = await _read_customers(ctx, ids)
@@ -305,6 +310,37 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
             members.append([])
         members[position[canonical["id"]]].append(customer)
     job = await _run_zendesk_job(ctx, client, users)
+    counts, failed, updated = await _record_outcomes(ctx, job, users, members)
+    if updated:
+        await _primary_emails(client, updated)
+    if failed and int(payload.get("retry", 0)) < config.failed_retries:
+        attempt = int(payload.get("retry", 0)) + 1
+        await ctx.queue.enqueue(
+            CUSTOMERS_KIND,
+            {"customer_ids": failed, "retry": attempt},
+            key=f"{ctx.job.key}:failed:{attempt}",
+            destination="zendesk:users",
+            delay=RETRY_FAILED_AFTER * attempt,
+            correlation_id=ctx.job.correlation_id,
+            source=SOURCE,
+        )
+    return {
+        "users": len(users),
+        "created": counts["Created"],
+        "updated": counts["Updated"],
+        "failed": counts["Failed"],
+        "zendesk_job": job.get("id"),
+    }
+
+
+async def _record_outcomes(
+    ctx: JobContext,
+    job: Mapping[str, Any],
+    users: list[dict[str, Any]],
+    members: list[list[dict[str, Any]]],
+) -> tuple[dict[str, int], list[str], dict[int, str]]:
+    """One audit row per customer from the Zendesk job's results (in request order); returns
+    the counts, the customers to try again, and the updated users (id -> requested email)."""
     # A re-run after a crash polls the same Zendesk job: its outcomes are recorded only once.
     audited_key = f"zendesk:users-audited:{job.get('id')}"
     audited = await ctx.ledger.done(audited_key) is not None
@@ -334,26 +370,7 @@ async def sync_customers(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
                 detail=_outcome_detail(result, user),
             )
     await ctx.ledger.record(audited_key, {"users": len(users)})
-    if updated:
-        await _primary_emails(client, updated)
-    if failed and int(payload.get("retry", 0)) < config.failed_retries:
-        attempt = int(payload.get("retry", 0)) + 1
-        await ctx.queue.enqueue(
-            CUSTOMERS_KIND,
-            {"customer_ids": failed, "retry": attempt},
-            key=f"{ctx.job.key}:failed:{attempt}",
-            destination="zendesk:users",
-            delay=RETRY_FAILED_AFTER * attempt,
-            correlation_id=ctx.job.correlation_id,
-            source=SOURCE,
-        )
-    return {
-        "users": len(users),
-        "created": counts["Created"],
-        "updated": counts["Updated"],
-        "failed": counts["Failed"],
-        "zendesk_job": job.get("id"),
-    }
+    return counts, failed, updated
 
 
 async def _with_absorbed(ctx: JobContext, ids: list[str]) -> list[str]:
@@ -611,6 +628,8 @@ def _outcome_detail(result: Mapping[str, Any], user: Mapping[str, Any]) -> dict[
 
 async def order_to_tickets(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
     config = _config(ctx)
+    if not config.orders:
+        return {"skipped": "order sync is off ([zendesk_sync] orders)"}
     if not config.ticket_fields:
         return {"skipped": "no ticket fields are mapped"}
     order_id = str(payload.get("order_id") or "")
@@ -650,6 +669,8 @@ async def order_to_tickets(ctx: JobContext, payload: dict[str, Any]) -> dict[str
 
 async def ticket_fields(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
     config = _config(ctx)
+    if not config.orders:
+        return {"skipped": "order sync is off ([zendesk_sync] orders)"}
     ticket_id = int(payload["ticket_id"])
     order_id = str(payload.get("order_id") or "")
     order = await _read_order(ctx, order_id)
