@@ -42,6 +42,7 @@ from commerce_context.tidio import (
     Shopper,
     bound_cart_read,
     distinct_id,
+    panel_url_for,
     sign_webhook,
     verify_webhook,
 )
@@ -256,7 +257,17 @@ async def test_shopper_token_decides_who_the_visitor_is_not_the_body(service: Ap
     link = LinkKeys(parse_keys(KEY_NEW)).verify(body["visitor_token"], kind="visitor")
     assert link.binding.customer_id == james
     assert link.binding.cart_id is None  # a cart id from the browser is never bound
-    page = await service.client.get(body["panel_url"].removeprefix("https://cc.example.com"))
+    # The browser never gets the agent's view; the server makes the panel link for Tidio.
+    assert "panel_url" not in body
+    db = Database.from_url(service.settings.database_location)
+    await db.open()
+    try:
+        url = await panel_url_for(service.settings, db, body["distinct_id"])
+        assert await panel_url_for(service.settings, db, "cc_never_identified") is None
+    finally:
+        await db.close()
+    assert url is not None and url.startswith("https://cc.example.com/tidio/panel?t=k2026.")
+    page = await service.client.get(url.removeprefix("https://cc.example.com"))
     html = BeautifulSoup(page.text, "html.parser")
     customer = html.select_one("[data-testid=customer]")
     assert customer is not None and customer["data-customer-id"] == james

@@ -139,6 +139,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX tidio_contacts_contact ON tidio_contacts (contact_id);
         """,
     ),
+    (
+        3,
+        # Tidio (tidio.py): whom each distinct_id stands for, as identify last learned it, so
+        # the contact panel's link is made on the server and never handed to a browser.
+        """
+        CREATE TABLE tidio_visitors (
+            distinct_id TEXT PRIMARY KEY,
+            customer_id TEXT,
+            anonymous_id TEXT,
+            cart_id TEXT,
+            store TEXT,
+            updated_at {real} NOT NULL
+        );
+        CREATE INDEX tidio_visitors_updated ON tidio_visitors (updated_at);
+        """,
+    ),
 )
 
 _TYPES: dict[Dialect, dict[str, str]] = {

@@ -7,8 +7,11 @@
   introspection (`POST {auth}/oauth/introspect`), whose `scope` carries `customer_id:<id>` or
   `anonymous_id:<id>`. With a token, ids in the body are ignored. The answer: an opaque
   `distinct_id` for `document.tidioIdentify` (HMAC of the customer or anonymous id with
-  `CC_TIDIO_IDENTITY_SECRET`: at most 55 characters, never the email or the commercetools id),
-  a signed visitor token (links.py, kind `visitor`) and the contact-panel URL.
+  `CC_TIDIO_IDENTITY_SECRET`: at most 55 characters, never the email or the commercetools id)
+  and a signed visitor token (links.py, kind `visitor`). Whom the `distinct_id` stands for is
+  stored (`Visitors`), so the contact-panel link is made on the server (`panel_url_for`, for
+  the contact sync) and never reaches a browser: the panel is the agent's view, internal notes
+  included. Only the storefront's server (API key) also gets `panel_url` in the answer.
 * `GET /tidio/panel?t=…` and `GET /links/order?t=…` — the same masked panels as the Zendesk
   sidebar, resolved from the signed link's binding (never from other query parameters). Bad,
   expired and revoked links get a page that says so, with 401 or 410, and no data. Every view
@@ -79,11 +82,13 @@ __all__ = [
     "Introspector",
     "Shopper",
     "Tidio",
+    "Visitors",
     "create_order_link",
     "distinct_id",
     "identify",
     "lyro_order_status",
     "panel",
+    "panel_url_for",
     "parse_signature",
     "receive_webhook",
     "sign_webhook",
@@ -211,6 +216,53 @@ def _scoped(scopes: Sequence[str], prefix: str) -> str | None:
 # -- the services the routes share ----------------------------------------------------------------
 
 
+class Visitors:
+    """Whom each distinct_id stands for (customer, anonymous session, cart, store), as the
+    last identify call learned it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def remember(self, distinct: str, binding: Binding) -> None:
+        await self.db.execute(
+            "INSERT INTO tidio_visitors (distinct_id, customer_id, anonymous_id, cart_id, store, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (distinct_id) DO UPDATE SET "
+            "customer_id = excluded.customer_id, anonymous_id = excluded.anonymous_id, "
+            "cart_id = excluded.cart_id, store = excluded.store, updated_at = excluded.updated_at",
+            (distinct, binding.customer_id, binding.anonymous_id, binding.cart_id, binding.store,
+             time.time()),
+        )  # fmt: skip
+
+    async def binding(self, distinct: str) -> Binding | None:
+        """The contact panel's binding for this visitor, or None when never identified."""
+        row = await self.db.fetchone(
+            "SELECT customer_id, anonymous_id, cart_id, store FROM tidio_visitors "
+            "WHERE distinct_id = ?",
+            (distinct,),
+        )
+        if row is None:
+            return None
+        return Binding(
+            "panel",
+            customer_id=row["customer_id"],
+            anonymous_id=row["anonymous_id"],
+            cart_id=row["cart_id"],
+            store=row["store"],
+        )
+
+
+async def panel_url_for(settings: Settings, db: Database, distinct: str) -> str | None:
+    """A fresh signed contact-panel link for a visitor (the value of `PANEL_PROPERTY`), made
+    on the server; None when links are off, `CC_PUBLIC_URL` is unset or the visitor unknown."""
+    keys = LinkKeys.from_settings(settings)
+    if keys is None or not settings.public_url:
+        return None
+    binding = await Visitors(db).binding(distinct)
+    if binding is None:
+        return None
+    return panel_url(settings.public_url, keys.sign(binding, ttl=settings.link_ttl))
+
+
 class Contacts:
     """Tidio contact id by distinct_id, learned from contact webhooks (newest wins)."""
 
@@ -242,6 +294,7 @@ class Tidio:
     keys: LinkKeys | None
     revocations: Revocations
     contacts: Contacts
+    visitors: Visitors
     introspector: Introspector
 
     @classmethod
@@ -250,6 +303,7 @@ class Tidio:
             keys=LinkKeys.from_settings(settings),
             revocations=Revocations(db),
             contacts=Contacts(db),
+            visitors=Visitors(db),
             introspector=Introspector(settings, http),
         )
 
@@ -315,19 +369,20 @@ async def identify(request: Request) -> Response:
         "store": store,
     }
     ttl = settings.link_ttl
-    visitor = tidio.keys.sign(Binding("visitor", **binding), ttl=ttl)
-    panel = tidio.keys.sign(Binding("panel", **binding), ttl=ttl)
+    distinct = distinct_id(secret, shopper)
+    await tidio.visitors.remember(distinct, Binding("panel", **binding))
+    answer: dict[str, Any] = {
+        "distinct_id": distinct,
+        "shopper": "customer" if shopper.known else "guest",
+        "visitor_token": tidio.keys.sign(Binding("visitor", **binding), ttl=ttl),
+        "expires_in": ttl,
+    }
+    if via == "api_key":
+        # The server may keep it for its own use; a browser never gets the agent's view.
+        panel = tidio.keys.sign(Binding("panel", **binding), ttl=ttl)
+        answer["panel_url"] = panel_url(base_url(request), panel)
     logger.info("tidio visitor identified (%s, %s)", via, "customer" if shopper.known else "guest")
-    return JSONResponse(
-        {
-            "distinct_id": distinct_id(secret, shopper),
-            "shopper": "customer" if shopper.known else "guest",
-            "visitor_token": visitor,
-            "panel_url": panel_url(base_url(request), panel),
-            "expires_in": ttl,
-        },
-        headers={**NO_STORE, **cors},
-    )
+    return JSONResponse(answer, headers={**NO_STORE, **cors})
 
 
 def _cors_headers(request: Request, settings: Settings) -> dict[str, str]:
