@@ -20,6 +20,7 @@ from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
 from commerce_context.resolution import TicketContext, detail_views, resolve
 from commerce_context.webhooks import TicketEvent, enqueue_event
+from tests.engine import PG_URL, drop_schema
 from tests.faults import FaultProxy, serving
 from tests.openapi import assert_valid
 from tests.orders import custom_fields
@@ -295,3 +296,25 @@ async def test_after_a_write_the_sidebar_view_has_the_whole_order_again(wp: Writ
     assert len(after["lineItems"]) == 2  # not only the list's summary fields
     fields = {f["name"]: f["value"] for f in after["custom"]["customFieldsRaw"]}
     assert fields["supportStatus"] == "resolved"
+
+
+async def test_the_write_path_on_postgresql(harness: Harness, tmp_path: Path) -> None:
+    schema = f"cc_test_{uuid.uuid4().hex[:16]}"
+    settings = write_settings(harness, tmp_path, database_url=PG_URL, database_schema=schema)
+    try:
+        async with write_path(harness, settings) as wp:
+            order = await wp.api.create_order(custom=None)
+            number = order["orderNumber"]
+            jobs = await run(wp, event({STATUS_FIELD: "pending", NOTE_FIELD: "On hold."},
+                                       order_number=number))  # fmt: skip
+            again = await run(wp, event({STATUS_FIELD: "pending"}, order_number=number))
+            assert [j.state for j in jobs + again] == ["done"] * 3, [j.last_error for j in jobs]
+            assert sorted(j.result["outcome"] for j in jobs + again) == [
+                "applied",
+                "applied",
+                "unchanged",
+            ]
+            after = await wp.api.order(order["id"])
+            assert custom_fields(after) == {"supportStatus": "pending", "internalNote": "On hold."}
+    finally:
+        drop_schema(schema)
