@@ -863,3 +863,43 @@ async def test_agents_mint_order_links_from_the_sidebar(harness: Harness, tmp_pa
         finally:
             await db.close()
         assert [dict(r) for r in rows] == [{"agent_id": "9001", "order_number": "US-3001"}]
+
+
+async def test_contact_webhook_writes_the_panel_link_into_tidio(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from commerce_context.emulator.tidio import serve_fake_tidio
+
+    async with serve_fake_tidio() as (fake, fake_url):
+        fake.define(PANEL_PROPERTY, "url")
+        contact = fake.add_contact(first_name="Anna")
+        settings = tidio_settings(
+            harness,
+            tmp_path,
+            tidio_client_id=fake.client_id,
+            tidio_client_secret=fake.client_secret,
+            tidio_api_url=fake_url,
+        )
+        anna = harness.demo.customers["anna-schmidt"]
+        async with running(settings, harness) as app:
+            body = (await app.identify({"customer_id": anna.id}, **{"X-Api-Key": API_KEY})).json()
+            hook = envelope(
+                "contact.created", contact, body["distinct_id"], created_at=int(time.time())
+            )
+            answer = await app.client.post(
+                "/tidio/webhooks", content=hook, headers=signed(hook, HOOK_NEW)
+            )
+            assert answer.status_code == 202
+            deadline = asyncio.get_running_loop().time() + 15
+            while fake.property(contact, PANEL_PROPERTY) is None:
+                assert asyncio.get_running_loop().time() < deadline, "no panel link written"
+                await asyncio.sleep(0.05)
+            url = str(fake.property(contact, PANEL_PROPERTY))
+            assert url.startswith("https://cc.example.com/tidio/panel?t=k2026.")
+            page = await app.client.get(url.removeprefix("https://cc.example.com"))
+            assert f'data-customer-id="{anna.id}"' in page.text
+            # The shopper comes back: the link is renewed at most once a third of its lifetime.
+            await app.identify({"customer_id": anna.id}, **{"X-Api-Key": API_KEY})
+            jobs = await app.query("SELECT state FROM jobs WHERE kind = 'tidio.panel_link'")
+            assert jobs == [{"state": "done"}]
+            assert fake.count("PATCH", f"/contacts/{contact}") == 1

@@ -25,7 +25,10 @@
   gives up after 4 seconds) under the key `tidio:webhook:<webhook_id>`, so a redelivery queues
   nothing twice. `contact.created` / `contact.updated` map the contact's `distinct_id` to its
   Tidio contact id (`Contacts`); a delivery older (`created_at`) than what is stored changes
-  nothing, so out-of-order deliveries end in the newest state.
+  nothing, so out-of-order deliveries end in the newest state. A changed mapping queues
+  `tidio.panel_link`: a fresh panel link written into the contact's `cc_panel_url` through
+  Tidio's OpenAPI (also queued when a known shopper identifies again; at most once per contact
+  and third of `CC_LINK_TTL`).
 * `POST /tidio/lyro/order-status` — "where is my order" for Lyro (Tidio's AI agent): an order
   number and the email on that order, both must match. The answer is the order's state,
   shipment state and tracking links, nothing else. An unknown number and a wrong email get the
@@ -77,6 +80,7 @@ from .worker import JobContext
 __all__ = [
     "CONTACT_JOB",
     "HANDLERS",
+    "PANEL_JOB",
     "PANEL_PROPERTY",
     "Contacts",
     "Introspector",
@@ -98,6 +102,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONTACT_JOB = "tidio.contact"
+PANEL_JOB = "tidio.panel_link"
 # The URL contact property (created in Tidio's panel) that holds the signed contact-panel link.
 PANEL_PROPERTY = "cc_panel_url"
 MAX_WEBHOOK_BYTES = 256 * 1024
@@ -371,6 +376,9 @@ async def identify(request: Request) -> Response:
     ttl = settings.link_ttl
     distinct = distinct_id(secret, shopper)
     await tidio.visitors.remember(distinct, Binding("panel", **binding))
+    contact_id = await tidio.contacts.contact_id(distinct)
+    if contact_id is not None:  # a returning shopper: renew the contact's panel link
+        await enqueue_panel_link(request.state.queue, settings, contact_id, distinct, "identify")
     answer: dict[str, Any] = {
         "distinct_id": distinct,
         "shopper": "customer" if shopper.known else "guest",
@@ -703,7 +711,8 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def remember_contact(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Job `tidio.contact`: the distinct_id -> Tidio contact id mapping (newest delivery wins)."""
+    """Job `tidio.contact`: the distinct_id -> Tidio contact id mapping (newest delivery wins),
+    then the contact's panel link (`tidio.panel_link`) when this changed the mapping."""
     try:
         distinct = str(payload["distinct_id"])
         contact_id = str(payload["contact_id"])
@@ -711,10 +720,50 @@ async def remember_contact(ctx: JobContext, payload: dict[str, Any]) -> dict[str
     except (KeyError, TypeError, ValueError):
         raise Permanent("malformed tidio.contact payload") from None
     applied = await Contacts(ctx.ledger.db).remember(distinct, contact_id, at=at)
+    if applied:
+        await enqueue_panel_link(ctx.queue, ctx.settings, contact_id, distinct, ctx.job.source)
     return {"applied": applied, "contact_id": contact_id}
 
 
-HANDLERS = {CONTACT_JOB: remember_contact}
+async def enqueue_panel_link(
+    queue: Any, settings: Settings, contact_id: str, distinct: str, source: str | None
+) -> None:
+    """Queue writing the contact's panel link, at most once per contact and third of
+    `CC_LINK_TTL` (so a returning shopper's link is renewed well before it expires)."""
+    if not settings.tidio_api_enabled or settings.link_keys is None or not settings.public_url:
+        return
+    bucket = int(time.time() // max(settings.link_ttl / 3, 60))
+    await queue.enqueue(
+        PANEL_JOB,
+        {"contact_id": contact_id, "distinct_id": distinct},
+        key=f"tidio:panel:{contact_id}:{distinct}:{bucket}",
+        destination="tidio",
+        coalesce=f"tidio:panel:{contact_id}",
+        correlation_id=correlation.current(),
+        source=source,
+    )
+
+
+async def write_panel_link(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Job `tidio.panel_link`: a fresh signed panel link into the contact's `PANEL_PROPERTY`,
+    through Tidio's OpenAPI (server to server: the link never passes through a browser)."""
+    from .tidio_api import TidioClient
+
+    contact_id, distinct = str(payload.get("contact_id")), str(payload.get("distinct_id"))
+    if not ctx.settings.tidio_api_enabled:
+        raise Permanent("the Tidio OpenAPI is not configured (CC_TIDIO_CLIENT_ID/SECRET)")
+    db = ctx.ledger.db
+    if await Contacts(db).contact_id(distinct) != contact_id:
+        return {"skipped": "the distinct_id belongs to another contact now"}
+    url = await panel_url_for(ctx.settings, db, distinct)
+    if url is None:
+        return {"skipped": "no visitor binding or links not configured"}
+    change = {"properties": [{"name": PANEL_PROPERTY, "value": url}]}
+    await TidioClient(ctx.settings, ctx.http).update_contact(contact_id, change)
+    return {"written": PANEL_PROPERTY, "contact_id": contact_id}
+
+
+HANDLERS = {CONTACT_JOB: remember_contact, PANEL_JOB: write_panel_link}
 
 
 # -- POST /tidio/lyro/order-status -----------------------------------------------------------------
