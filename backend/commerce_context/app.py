@@ -17,8 +17,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from . import actions, errors, events, health, panels, sidebar, tidio, tidio_sync, webhooks
 from . import demo as demo_pages
-from . import actions, errors, events, health, panels, sidebar, tidio, webhooks
 from .admin import routes as admin_routes
 from .audit import Audit
 from .breaker import CircuitBreaker
@@ -177,6 +177,7 @@ def create_app(
         Route("/links/order", tidio.create_order_link, methods=["POST"], name="order_links"),
         Route("/tidio/webhooks", tidio.receive_webhook, methods=["POST"]),
         Route("/tidio/lyro/order-status", tidio.lyro_order_status, methods=["POST"]),
+        Route("/tidio/cart", tidio_sync.cart_notification, methods=["POST", "OPTIONS"]),
         *admin_routes(),
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
@@ -199,6 +200,7 @@ def create_app(
                     "/tidio/webhooks": tidio.MAX_WEBHOOK_BYTES,
                     "/tidio/identify": tidio.MAX_JSON_BYTES,
                     "/tidio/lyro/order-status": tidio.MAX_JSON_BYTES,
+                    "/tidio/cart": tidio_sync.MAX_MESSAGE_BYTES,
                     "/links/order": tidio.MAX_JSON_BYTES,
                 },
             ),

@@ -29,6 +29,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from . import tidio_sync
 from .cache import Reader
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import parse_json, read_body
@@ -174,6 +175,9 @@ async def receive(request: Request) -> JSONResponse:
     if len(payloads) > MAX_EVENTS:
         raise BadRequest(f"At most {MAX_EVENTS} events per request.")
     events = [parse_payload(p) for p in payloads]
+    # Tidio contact properties follow orders and carts. Queued before the events are marked
+    # seen, so a failure here is redelivered; keys carry the version, so nothing runs twice.
+    await tidio_sync.enqueue_for_events(request.state.queue, settings, events)
     outcome = await apply_events(request.state.reader, events)
     logger.info(
         "events: %d accepted, %d evicted, %d duplicates, %d ignored",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import actions, tidio, writebacks, zendesk_sync
+from . import actions, tidio, tidio_sync, writebacks, zendesk_sync
 from .webhooks import PREFETCH, WRITEBACK
 from .worker import Handler, JobContext
 
@@ -28,4 +28,5 @@ HANDLERS: dict[str, Handler] = {
     **actions.HANDLERS,
     **zendesk_sync.HANDLERS,
     **tidio.HANDLERS,
+    **tidio_sync.HANDLERS,
 }
