@@ -903,3 +903,20 @@ async def test_contact_webhook_writes_the_panel_link_into_tidio(
             jobs = await app.query("SELECT state FROM jobs WHERE kind = 'tidio.panel_link'")
             assert jobs == [{"state": "done"}]
             assert fake.count("PATCH", f"/contacts/{contact}") == 1
+
+
+async def test_browser_identify_calls_are_limited_per_address(
+    harness: Harness, tmp_path: Path
+) -> None:
+    settings = tidio_settings(harness, tmp_path, tidio_identify_per_ip=2)
+    async with running(settings, harness) as app:
+        for _ in range(2):
+            answer = await app.identify({}, Authorization="Bearer not-active")
+            assert answer.status_code == 401
+        limited = await app.identify({}, Authorization="Bearer not-active")
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        # The storefront's server is not counted.
+        anna = harness.demo.customers["anna-schmidt"]
+        served = await app.identify({"customer_id": anna.id}, **{"X-Api-Key": API_KEY})
+        assert served.status_code == 200

@@ -62,6 +62,7 @@ from .commercetools import budget
 from .database import Database
 from .exceptions import (
     BadRequest,
+    CacheUnavailable,
     ClientError,
     NotFound,
     TooManyRequests,
@@ -358,6 +359,7 @@ async def identify(request: Request) -> Response:
         via = "api_key"
     elif scheme.lower() == "bearer" and bearer.strip():
         # The shopper's own token: whatever ids the body names are ignored.
+        await _charge_identify(request, settings)
         shopper = await tidio.introspector.shopper(bearer.strip())
         cart_id = None
         via = "introspection"
@@ -391,6 +393,20 @@ async def identify(request: Request) -> Response:
         answer["panel_url"] = panel_url(base_url(request), panel)
     logger.info("tidio visitor identified (%s, %s)", via, "customer" if shopper.known else "guest")
     return JSONResponse(answer, headers={**NO_STORE, **cors})
+
+
+async def _charge_identify(request: Request, settings: Settings) -> None:
+    """Browsers' identify calls per client address and minute: each costs commercetools a token
+    introspection. If the store (Redis) does not answer, the call goes through (logged)."""
+    client = request.client.host if request.client else "unknown"
+    digest = hashlib.sha256(client.encode()).hexdigest()[:32]
+    try:
+        count, left = await request.state.store.count(f"identify:ip:{digest}", 60.0)
+    except CacheUnavailable as exc:
+        logger.warning("identify calls not counted: %s", exc.message)
+        return
+    if count > settings.tidio_identify_per_ip:
+        raise TooManyRequests("Too many identify calls. Try again in a minute.", retry_after=left)
 
 
 def _cors_headers(request: Request, settings: Settings) -> dict[str, str]:
