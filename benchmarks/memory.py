@@ -67,7 +67,7 @@ async def fill(
     written = 0
     writes: dict[str, bytes] = {}
     for index, entity in enumerate(clones(template, n), 1):
-        reader._admit(read.type, entity, read.views, time.time(), writes, None)
+        reader.entries.admit(read.type, entity, read.views, time.time(), writes, None)
         if index % BATCH == 0:
             written += sum(len(v) for v in writes.values())
             await store.set_many(writes, Freshness().stale)
@@ -95,7 +95,9 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     probe = MemoryStore(1 << 30)
     reader = make_reader(settings, probe)
     writes: dict[str, bytes] = {}
-    masked = reader._admit(read.type, json.loads(template), read.views, time.time(), writes, None)
+    masked = reader.entries.admit(
+        read.type, json.loads(template), read.views, time.time(), writes, None
+    )
     entity_key = next(k for k in writes if ":e:" in k)
     entry_bytes = len(writes[entity_key])
     entries_per_entity = len(writes)
