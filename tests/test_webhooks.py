@@ -280,6 +280,11 @@ async def test_bad_deliveries_get_clear_4xx(svc: Service) -> None:
         (await post(b"[1, 2]", signed(svc, b"[1, 2]")), 400),
         (await post(b'{"ticket": {"id": "x"}}', signed(svc, b'{"ticket": {"id": "x"}}')), 400),
     ]
+    for hostile in (
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"ticket": {"id": "1", "requester_email": "\\ud800@example.org"}}',
+    ):
+        cases.append((await post(hostile, signed(svc, hostile)), 400))
     big = b'{"pad": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
     cases.append((await post(big, signed(svc, big)), 413))
     for response, status in cases:

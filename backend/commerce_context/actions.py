@@ -31,7 +31,6 @@ Every request and every outcome lands in the audit log (ids and amounts, no free
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -47,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from . import correlation, formatting, sidebar
 from .exceptions import BadRequest, Forbidden, NotFound, UpstreamNotFound
 from .jobs import Job, Permanent
-from .limits import read_body
+from .limits import parse_json, read_body
 from .settings import ActionName, Settings
 from .views import MONEY, View
 from .writebacks import gone, load_order, mask, set_custom_field
@@ -128,11 +127,7 @@ def _settings(request: Request) -> Settings:
 async def _json(request: Request) -> Any:
     if "json" not in request.headers.get("content-type", ""):
         raise BadRequest("Send the action as application/json.")
-    body = await read_body(request, MAX_JSON_BYTES)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.") from None
+    return parse_json(await read_body(request, MAX_JSON_BYTES))
 
 
 async def submit(request: Request) -> Response:

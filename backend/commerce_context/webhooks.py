@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import correlation
 from .exceptions import BadRequest, NotFound, Unauthorized
-from .limits import read_body
+from .limits import parse_json, read_body
 from .settings import Settings
 
 __all__ = [
@@ -217,10 +217,7 @@ async def receive(request: Request) -> Response:
         body=body,
         window=settings.zendesk_webhook_replay_window,
     )
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The webhook body is not valid JSON.") from None
+    payload = parse_json(body)
     event = parse_event(payload, order_field_id=settings.zendesk_order_field_id)
     invocation = (request.headers.get(INVOCATION) or "").strip()[:128]
     if not invocation:
@@ -303,10 +300,7 @@ async def demo_sign(request: Request) -> Response:
     if demo is None or settings.zendesk_webhook_secret is None:
         raise NotFound("This instance runs without the demo.")
     body = await read_body(request, 16 * 1024)
-    try:
-        wanted = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.") from None
+    wanted = parse_json(body)
     if not isinstance(wanted, Mapping) or not isinstance(wanted.get("fields"), Mapping):
         raise BadRequest("Send {ticket_id, fields: {<field id>: <value>}}.")
     ticket = next((t for t in demo.tickets if t["id"] == wanted.get("ticket_id")), None)
