@@ -182,6 +182,7 @@ def create_app(
         Route("/demo/zendesk", demo_pages.zendesk_ticket),
         Route("/demo/zendesk/token", demo_pages.zendesk_token),
         Route("/demo/zendesk/webhook", webhooks.demo_sign, methods=["POST"]),
+        Route("/demo/zendesk/jobs", webhooks.demo_jobs),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
     return Starlette(

@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import correlation
+from . import correlation, zendesk_sync
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import parse_json, read_body
 from .settings import Settings
@@ -50,6 +51,7 @@ from .settings import Settings
 __all__ = [
     "MAX_BODY_BYTES",
     "TicketEvent",
+    "demo_jobs",
     "demo_sign",
     "enqueue_event",
     "expected_signature",
@@ -264,6 +266,13 @@ async def enqueue_event(
             source=source,
         )
         ids.append(job.id)
+    if event.created:
+        # Routing attributes (store, channel, currency, ...) into the new ticket's fields.
+        routing = await zendesk_sync.enqueue_ticket_created(
+            queue, settings, ticket, invocation=invocation, correlation_id=cid, source=source
+        )
+        if routing is not None:
+            ids.append(routing.id)
     writebacks = settings.mappings.writebacks
     for field_id, value in sorted(event.fields.items()):
         mapped = writebacks.by_zendesk_field(field_id)
@@ -333,3 +342,17 @@ async def demo_sign(request: Request) -> Response:
         {"url": str(request.url_for("webhooks").path), "body": text, "headers": headers},
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def demo_jobs(request: Request) -> Response:
+    """Demo only: the states of the jobs a simulated webhook queued (`?id=...&id=...`), so the
+    simulated ticket can re-fetch the sidebar once its writebacks have landed."""
+    if request.state.demo is None:
+        raise NotFound("This instance runs without the demo.")
+    ids = [i for i in request.query_params.getlist("id") if re.fullmatch(r"[0-9a-f]{32}", i)]
+    states = {}
+    for job_id in ids[:20]:
+        job = await request.state.queue.get(job_id)
+        if job is not None:
+            states[job_id] = job.state
+    return JSONResponse({"jobs": states}, headers={"Cache-Control": "no-store"})
