@@ -42,7 +42,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -895,8 +894,3 @@ def _quote(value: str) -> str:
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def webhook_body(envelope: Mapping[str, Any]) -> bytes:
-    """The JSON bytes a test or the demo signs (compact, as sent)."""
-    return json.dumps(envelope, separators=(",", ":")).encode()
