@@ -40,6 +40,7 @@ from commerce_context.tidio import (
     PANEL_PROPERTY,
     Contacts,
     Shopper,
+    Visitors,
     bound_cart_read,
     distinct_id,
     panel_url_for,
@@ -920,3 +921,13 @@ async def test_browser_identify_calls_are_limited_per_address(
         anna = harness.demo.customers["anna-schmidt"]
         served = await app.identify({"customer_id": anna.id}, **{"X-Api-Key": API_KEY})
         assert served.status_code == 200
+
+
+async def test_visitor_bindings_on_both_backends(database: Database) -> None:
+    visitors = Visitors(database)
+    assert await visitors.binding("cc_v") is None
+    await visitors.remember("cc_v", Binding("panel", anonymous_id="anon-1", cart_id="cart-1"))
+    await visitors.remember("cc_v", Binding("panel", customer_id="cust-1", store="berlin"))
+    assert await visitors.binding("cc_v") == Binding(
+        "panel", customer_id="cust-1", store="berlin"
+    )  # the last identify wins, fields it did not name are cleared
