@@ -78,9 +78,10 @@ async def test_wrong_method_uses_the_error_shape(client: httpx.AsyncClient) -> N
     assert_error_shape(await client.delete("/healthz"), 405, "method_not_allowed")
 
 
-async def test_demo_page_is_not_served_outside_the_demo(client: httpx.AsyncClient) -> None:
-    error = assert_error_shape(await client.get("/"), 404, "not_found")
-    assert "without the demo" in error["message"]
+async def test_demo_pages_are_not_mounted_outside_the_demo(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/demo/zendesk", "/demo/zendesk/token"):
+        error = assert_error_shape(await client.get(path), 404, "not_found")
+        assert error["message"] == "Not Found"  # no such route, not a page that refuses
 
 
 async def test_browsers_get_an_html_error_page(client: httpx.AsyncClient) -> None:

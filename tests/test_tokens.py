@@ -50,6 +50,7 @@ from commerce_context.tokens import (
     ZendeskIdentity,
     ZendeskKeys,
     accept_once,
+    bearer,
     issue_session,
     public_key_url,
     verify_secure_request_token,
@@ -729,7 +730,16 @@ async def test_unknown_app_is_an_upstream_error_naming_the_setting(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             .decode(),
-            "is not an RSA key",
+            "is a PEM public key, but not an RSA one",
+        ),
+        (
+            rsa.generate_private_key(public_exponent=65537, key_size=1024)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode(),
+            "1024-bit RSA key; at least 2048 bits",
         ),
     ],
 )
@@ -1243,3 +1253,19 @@ async def test_a_signed_url_token_opens_the_sidebar_once(
         store=two,
         settings=configured,
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc.def.ghi", "abc.def.ghi"),
+        ("bearer   abc ", "abc"),
+        ("Bearer", None),
+        ("Bearer ", None),
+        ("Basic abc", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_parsing(header: str | None, token: str | None) -> None:
+    assert bearer(header) == token

@@ -159,7 +159,6 @@ def create_app(
             }
 
     routes = [
-        Route("/", demo_pages.index),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/healthz/upstream", health.upstream),
@@ -179,12 +178,17 @@ def create_app(
         Route("/tidio/lyro/order-status", tidio.lyro_order_status, methods=["POST"]),
         Route("/tidio/cart", tidio_sync.cart_notification, methods=["POST", "OPTIONS"]),
         *admin_routes(),
-        Route("/demo/zendesk", demo_pages.zendesk_ticket),
-        Route("/demo/zendesk/token", demo_pages.zendesk_token),
         Route("/demo/zendesk/webhook", webhooks.demo_sign, methods=["POST"]),
         Route("/demo/zendesk/jobs", webhooks.demo_jobs),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
+    if demo is not None:
+        # The demo's own pages exist only in demo mode (`make run`, `commerce-context demo`).
+        routes += [
+            Route("/", demo_pages.index),
+            Route("/demo/zendesk", demo_pages.zendesk_ticket),
+            Route("/demo/zendesk/token", demo_pages.zendesk_token),
+        ]
     return Starlette(
         routes=routes,
         middleware=[

@@ -34,6 +34,8 @@ from .cache import Reader
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import parse_json, read_body
 from .settings import Settings
+from .tokens import bearer
+from .zendesk_sync import enqueue_for_events as enqueue_zendesk
 
 __all__ = ["Event", "apply_events", "parse_payload", "receive"]
 
@@ -165,10 +167,8 @@ async def receive(request: Request) -> JSONResponse:
     secret = settings.events_secret
     if secret is None:
         raise NotFound("Push events are not enabled on this instance (CC_EVENTS_SECRET).")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), secret.get_secret_value().encode()
-    ):
+    given = bearer(request.headers.get("authorization"))
+    if given is None or not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
         raise Unauthorized("Wrong or missing events secret.")
     payload: Any = parse_json(await read_body(request, MAX_BODY_BYTES))
     payloads = payload if isinstance(payload, list) else [payload]
@@ -178,6 +178,8 @@ async def receive(request: Request) -> JSONResponse:
     # Tidio contact properties follow orders and carts. Queued before the events are marked
     # seen, so a failure here is redelivered; keys carry the version, so nothing runs twice.
     await tidio_sync.enqueue_for_events(request.state.queue, settings, events)
+    # Zendesk users and ticket fields follow customers and orders (when that sync is on).
+    await enqueue_zendesk(request.state.queue, settings, events)
     outcome = await apply_events(request.state.reader, events)
     logger.info(
         "events: %d accepted, %d evicted, %d duplicates, %d ignored",

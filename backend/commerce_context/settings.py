@@ -910,19 +910,31 @@ class Settings(BaseSettings):
         return f"https://mc.{region}.commercetools.com"
 
 
+def load_rsa_public_key(pem: str) -> rsa.RSAPublicKey:
+    """`pem` as a usable RSA public key; ValueError saying why not, in one line. The one PEM
+    loader: for the configured key (here) and the one fetched from Zendesk (tokens.py)."""
+    try:
+        key = serialization.load_pem_public_key(pem.strip().encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError(
+            "not a PEM public key (expected -----BEGIN PUBLIC KEY----- ... "
+            "-----END PUBLIC KEY-----)"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("a PEM public key, but not an RSA one (Zendesk signs with RS256)")
+    if key.key_size < _MIN_RSA_KEY_BITS:
+        raise ValueError(
+            f"a {key.key_size}-bit RSA key; at least {_MIN_RSA_KEY_BITS} bits are required"
+        )
+    return key
+
+
 def _rsa_public_key_problem(pem: str) -> str | None:
     """Why `pem` is not a usable RSA public key, in one line; None when it is."""
     try:
-        key = serialization.load_pem_public_key(pem.encode())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return (
-            "not a PEM public key (expected -----BEGIN PUBLIC KEY----- ... "
-            "-----END PUBLIC KEY-----)"
-        )
-    if not isinstance(key, rsa.RSAPublicKey):
-        return "a PEM public key, but not an RSA one (Zendesk signs with RS256)"
-    if key.key_size < _MIN_RSA_KEY_BITS:
-        return f"a {key.key_size}-bit RSA key; at least {_MIN_RSA_KEY_BITS} bits are required"
+        load_rsa_public_key(pem)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

@@ -157,10 +157,9 @@ def _log_reveal(
 
 def authenticate(request: Request, settings: Settings) -> tokens.Session | tokens.ZendeskIdentity:
     """Our session, or (bundled-assets mode) a ZAF secure-request JWT."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = tokens.bearer(request.headers.get("authorization"))
+    if token is None:
         raise Unauthorized("Missing session. Reload the app in Zendesk.")
-    token = token.strip()
     try:
         sessions: tokens.VerifiedSessions = request.state.sessions
         return sessions.verify(token, settings=settings)

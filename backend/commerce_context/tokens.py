@@ -45,8 +45,6 @@ from typing import Any, Literal
 
 import httpx
 import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from . import correlation
@@ -59,7 +57,7 @@ from .exceptions import (
     UpstreamUnavailable,
 )
 from .lru import LRU
-from .settings import ENV_PREFIX, Settings
+from .settings import ENV_PREFIX, Settings, load_rsa_public_key
 from .stores import Store
 
 __all__ = [
@@ -71,6 +69,7 @@ __all__ = [
     "ZendeskIdentity",
     "ZendeskKeys",
     "accept_once",
+    "bearer",
     "issue_session",
     "public_key_url",
     "signed_url_audience",
@@ -281,12 +280,9 @@ class ZendeskKeys:
 
 def _load_public_key(pem: str, *, source: str) -> RSAPublicKey:
     try:
-        key = serialization.load_pem_public_key(pem.strip().encode())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UpstreamError(f"{source} app public key is not a PEM public key") from None
-    if not isinstance(key, RSAPublicKey):
-        raise UpstreamError(f"{source} app public key is not an RSA key")
-    return key
+        return load_rsa_public_key(pem)
+    except ValueError as exc:
+        raise UpstreamError(f"{source} app public key is {exc}") from None
 
 
 def _same_key(a: RSAPublicKey, b: RSAPublicKey) -> bool:
@@ -580,6 +576,15 @@ def _session_subject(subdomain: str, installation_id: int) -> str:
 
 
 # -- shared helpers -------------------------------------------------------------------------------
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when there is none.
+
+    The one parser for every endpoint that takes a bearer token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _installation(settings: Settings, feature: str) -> tuple[str, int]:
