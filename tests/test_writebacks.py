@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from commerce_context import queries
+from commerce_context import actions, queries, writebacks
 from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
 from commerce_context.resolution import TicketContext, detail_views, resolve
@@ -24,6 +24,7 @@ from tests.engine import PG_URL, drop_schema
 from tests.faults import FaultProxy, serving
 from tests.openapi import assert_valid
 from tests.orders import custom_fields
+from tests.schema import assert_valid_document
 from tests.writepath import WritePath, write_path, write_settings
 
 pytestmark = pytest.mark.emulator
@@ -318,3 +319,25 @@ async def test_the_write_path_on_postgresql(harness: Harness, tmp_path: Path) ->
             assert custom_fields(after) == {"supportStatus": "pending", "internalNote": "On hold."}
     finally:
         drop_schema(schema)
+
+
+@pytest.mark.parametrize("by", ["id", "number"])
+def test_every_write_path_read_is_valid_against_the_schema(by: str) -> None:
+    key = {"order_id": str(uuid.uuid4())} if by == "id" else {"order_number": "DE-1001"}
+    combinations: list[tuple[tuple[str, ...], list[Any]]] = [
+        ((), []),
+        (("supportStatus", 'we"ird'), []),
+        ((), [actions.PAYMENTS]),
+        ((), [actions.LINES]),
+        (("internalNote",), [actions.PAYMENTS, actions.LINES]),
+    ]
+    for fields, extra in combinations:
+        reads = []
+        wanted = [writebacks.ORDER_STATE, *extra]
+        if fields:
+            wanted.append(writebacks._custom_view(fields))
+        if by == "id":
+            reads.append(queries.order_by_id(key["order_id"], wanted, key="order"))
+        else:
+            reads.append(queries.order_by_number(key["order_number"], wanted, key="order"))
+        assert_valid_document(queries.compose(reads, "OrderForWrite").query)
