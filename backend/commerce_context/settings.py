@@ -592,9 +592,9 @@ class Settings(BaseSettings):
     )
     tidio_lyro_window: float = Field(
         default=600.0, ge=10, le=86400, description="the Lyro rate-limit window, seconds"
+    )
     tidio_identify_per_ip: int = Field(
         default=120, ge=1, le=100000, description="identify calls by shoppers per address a minute"
-    )
     )
     # -- Tidio OpenAPI (outbound contact properties: tidio_api.py, tidio_sync.py) ------------
     tidio_client_id: str | None = Field(
