@@ -17,7 +17,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import actions, errors, events, health, panels, sidebar, tidio, tidio_sync, webhooks
+from . import (
+    actions,
+    errors,
+    events,
+    health,
+    panels,
+    sidebar,
+    storefront,
+    tidio,
+    tidio_sync,
+    webhooks,
+)
 from . import demo as demo_pages
 from .admin import routes as admin_routes
 from .audit import Audit
@@ -188,6 +199,7 @@ def create_app(
             Route("/", demo_pages.index),
             Route("/demo/zendesk", demo_pages.zendesk_ticket),
             Route("/demo/zendesk/token", demo_pages.zendesk_token),
+            *storefront.routes(),
         ]
     return Starlette(
         routes=routes,

@@ -22,6 +22,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import uvicorn
 
@@ -173,15 +174,27 @@ def demo_address(
 
 async def run_demo(host: str | None, port: int | None) -> int:
     from .demo import DemoZendesk
-    from .emulator.harness import build_demo, demo_settings, running
+    from .emulator.harness import (
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        build_demo,
+        demo_settings,
+        running,
+    )
+    from .storefront import demo_tidio
 
     host, port = demo_address(host, port)
     logs.configure("info")
     print("Starting the commercetools emulator and seeding demo data ...", flush=True)
-    async with running() as harness:
+    async with (
+        running() as harness,
+        demo_tidio(harness, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET) as (shop, fake_tidio, tidio),
+    ):
         zendesk = DemoZendesk.generate()
-        settings = demo_settings(harness, zendesk, host=host, port=port)
-        app = create_app(settings, demo=build_demo(harness, zendesk))
+        public = f"http://{host}:{port}"
+        settings = demo_settings(harness, zendesk, host=host, port=port, public_url=public, **tidio)
+        fake_tidio.webhook_url = f"{public}/tidio/webhooks"  # the fake's contact webhooks
+        app = create_app(settings, demo=replace(build_demo(harness, zendesk), shop=shop))
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -193,6 +206,8 @@ async def run_demo(host: str | None, port: int | None) -> int:
             f"\n  commerce-context demo is running: open http://{settings.host}:{settings.port}/"
             f"\n  a simulated Zendesk ticket with the live sidebar: "
             f"http://{settings.host}:{settings.port}/demo/zendesk?ticket=1"
+            f"\n  a storefront with the Tidio snippet: http://{settings.host}:{settings.port}"
+            f"/demo/shop\n  the simulated Tidio agent view: {shop.tidio_url}/agent"
             f"\n  (commercetools emulator + GraphQL at {harness.api_url}; Ctrl-C stops all)\n",
             flush=True,
         )

@@ -86,6 +86,7 @@ class Demo:
     zendesk: DemoZendesk
     tickets: tuple[dict[str, Any], ...] = ()
     order_field_id: int = 0
+    shop: Any = None  # storefront.DemoShop: the simulated storefront with the Tidio snippet
 
 
 def _demo(request: Request) -> Demo:

@@ -745,7 +745,7 @@ async def cart_notification(request: Request) -> Response:
 
 
 async def _read_cart_cached(request: Request, payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The visitor's cart through the delta cache (masked like every panel)."""
+    """The visitor's cart, read through the delta cache's reader (masked like every panel)."""
     customer_id, anonymous_id = payload.get("customer_id"), payload.get("anonymous_id")
     store, cart_id = payload.get("store"), payload.get("cart_id")
     if customer_id and not cart_id:
@@ -774,7 +774,8 @@ async def _read_cart_cached(request: Request, payload: Mapping[str, Any]) -> dic
             many=True,
             store=store,
         )
-    answer = await request.state.reader.fetch([read], name="TidioCartNotification")
+    # Fresh, not cached: the notification says the cart just changed.
+    answer = await request.state.reader.fetch([read], refresh=True, name="TidioCartNotification")
     found = answer.found.get(read.key)
     cart = (found[0] if found else None) if isinstance(found, list) else found
     return dict(cart) if isinstance(cart, dict) else None
