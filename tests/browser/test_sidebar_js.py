@@ -36,7 +36,7 @@ from .fake_zendesk import FakeZendesk
 STATIC = ROOT / "backend" / "commerce_context" / "static"
 # The labels the real page embeds (templates/sidebar.html), for every language.
 STRINGS = json.dumps(sidebar_strings()).replace("</", "<\\/")
-AGENT = {"id": 9001, "name": "Agent Smith", "locale": "en-US"}
+AGENT = {"id": 9001, "name": "Agent Smith", "locale": "en-US", "role": "agent"}
 SESSION = "session-token-abc"
 FIELD = "360000001"
 ORDER_ID = "6a1d4a6e-6a7c-4a49-9a37-3b1f1c2b9f10"
@@ -212,6 +212,7 @@ async def test_reads_the_ticket_posts_the_context_renders_and_resizes(
         "ticket.requester.identities",
         "ticket.brand",
         "currentUser.locale",
+        "currentUser.role",
         f"ticket.customField:custom_field_{FIELD}",
     ]
     [sent] = stub.requests
@@ -231,6 +232,9 @@ async def test_reads_the_ticket_posts_the_context_renders_and_resizes(
     }
     assert await zd.frame.text_content("#panels h2") == "Request 1"
     assert await zd.frame.get_attribute("#panels", "aria-busy") == "false"
+    # For the actions script: the ticket for the audit trail, the role to hide buttons.
+    assert await zd.frame.get_attribute("#app", "data-ticket-id") == "4242"
+    assert await zd.frame.get_attribute("#app", "data-agent-role") == AGENT["role"]
 
     resize = await zd.wait_for_resizes(1)
     height = await zd.frame.evaluate("() => document.documentElement.scrollHeight")
@@ -250,6 +254,7 @@ async def test_new_ticket_without_requester(
         "ticket.requester.identities",
         "ticket.brand",
         "currentUser.locale",
+        "currentUser.role",
     ]
     assert stub.requests[0]["body"] == {
         "ticket_id": None,

@@ -224,6 +224,14 @@
     return null;
   }
 
+  function setOrClear(name, value) {
+    if (value === null) {
+      app.removeAttribute(name);
+    } else {
+      app.setAttribute(name, value);
+    }
+  }
+
   async function readTicket() {
     const paths = [
       "ticket.id",
@@ -231,6 +239,7 @@
       "ticket.requester.identities",
       "ticket.brand",
       "currentUser.locale",
+      "currentUser.role",
     ];
     if (orderFieldPath) {
       paths.push(orderFieldPath);
@@ -241,8 +250,14 @@
     const requester = data["ticket.requester"] || null;
     const brand = data["ticket.brand"] || null;
     setLocale(data["currentUser.locale"]);
+    // For actions.js: the audit trail names the ticket; the role only hides buttons (advisory,
+    // the browser could change it; the server's configuration is the real gate).
+    const ticketId = toInt(data["ticket.id"]);
+    setOrClear("data-ticket-id", ticketId === null ? null : String(ticketId));
+    const role = data["currentUser.role"];
+    setOrClear("data-agent-role", typeof role === "string" && role ? role : null);
     return {
-      ticket_id: toInt(data["ticket.id"]),
+      ticket_id: ticketId,
       emails: emailsOf(requester, data["ticket.requester.identities"]),
       external_id: requester && present(requester.externalId) ? String(requester.externalId) : null,
       order_number: orderFieldPath ? toText(data[orderFieldPath]) : null,
