@@ -120,6 +120,9 @@ def create_app(
                 namespace=settings.ct_project_key,
             )
             stack.push_async_callback(reader.close)
+            # The job engine: its database (migrated here), queue and audit log; the workers run
+            # in this process unless CC_WORKER_IN_PROCESS=false (then `commerce-context worker`).
+            engine = await stack.enter_async_context(open_engine(settings))
             if settings.messages_poll_interval > 0:
                 poller = MessagesPoller(
                     commercetools,
@@ -127,12 +130,11 @@ def create_app(
                     StateFile(settings.state_path),
                     interval=settings.messages_poll_interval,
                     overlap=settings.messages_overlap,
+                    queue=engine.queue,  # the outbound sync's jobs (zendesk_sync)
+                    settings=settings,
                 )
                 task = asyncio.create_task(poller.run(), name="messages-poller")
                 stack.push_async_callback(_cancel, task)
-            # The job engine: its database (migrated here), queue and audit log; the workers run
-            # in this process unless CC_WORKER_IN_PROCESS=false (then `commerce-context worker`).
-            engine = await stack.enter_async_context(open_engine(settings))
             if settings.worker_in_process:
                 services = Services(
                     settings=settings,

@@ -18,7 +18,10 @@ from .cache import Reader
 from .commercetools import CommercetoolsClient
 from .events import apply_events, parse_payload
 from .exceptions import BadRequest, CommerceContextError
+from .jobs import Queue
+from .settings import Settings
 from .state import StateFile
+from .zendesk_sync import enqueue_for_events as enqueue_zendesk
 
 __all__ = ["MessagesPoller"]
 
@@ -37,6 +40,8 @@ class MessagesPoller:
         interval: float,
         overlap: float,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue: Queue | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._client = client
         self._reader = reader
@@ -44,6 +49,7 @@ class MessagesPoller:
         self._interval = interval
         self._overlap = timedelta(seconds=overlap)
         self._now = now
+        self._queue, self._settings = queue, settings  # for the outbound sync jobs
 
     async def poll_once(self) -> int:
         """One poll; returns how many new messages were applied."""
@@ -63,6 +69,8 @@ class MessagesPoller:
                 except BadRequest as exc:
                     logger.warning("skipping message %s: %s", message.get("id"), exc.message)
             if events:
+                if self._queue is not None and self._settings is not None:
+                    await enqueue_zendesk(self._queue, self._settings, events)
                 await apply_events(self._reader, events)
                 applied += len(events)
             if page:

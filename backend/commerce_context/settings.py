@@ -270,6 +270,7 @@ TicketFieldSource = Literal[
     "shipment_state",
     "payment_state",
     "store",
+    "channel",
     "currency",
     "locale",
     "market",

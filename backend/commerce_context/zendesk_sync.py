@@ -58,7 +58,8 @@ from . import correlation
 from .commercetools import CommercetoolsClient
 from .exceptions import CommerceContextError, ConfigError, UpstreamNotFound, UpstreamRejected
 from .jobs import Job, Ledger, Permanent, Queue, Retry
-from .queries import Arg, Read, by_ids, compose, order_by_id
+from .queries import Arg, Read, by_ids, compose, order_by_id, order_by_number, orders_by_email
+from .scrub import scrub
 from .settings import Settings, ZendeskSync, load_settings
 from .views import View
 from .worker import JobContext, open_engine
@@ -74,8 +75,10 @@ __all__ = [
     "enqueue_customers",
     "enqueue_for_events",
     "enqueue_order",
+    "enqueue_ticket_created",
     "order_to_tickets",
     "sync_customers",
+    "ticket_created",
     "ticket_fields",
 ]
 
@@ -84,6 +87,7 @@ logger = logging.getLogger(__name__)
 CUSTOMERS_KIND = "zendesk.sync_customers"
 ORDER_KIND = "zendesk.order_to_tickets"
 TICKET_KIND = "zendesk.ticket_fields"
+TICKET_CREATED_KIND = "zendesk.ticket_created"
 SOURCE = "worker"
 SAME_EMAIL_LIMIT = 500  # customers sharing the batch's emails, read in one query
 RETRY_FAILED_AFTER = 60.0  # seconds before customers Failed in a Zendesk job are tried again
@@ -109,9 +113,11 @@ SYNC_ORDER = View(
     "zendesk_order",
     "Order",
     """
-    id version orderNumber orderState shipmentState paymentState locale country
+    id version orderNumber orderState shipmentState paymentState locale country origin
     storeRef { key }
     totalPrice { currencyCode }
+    shippingAddress { country }
+    lineItems { distributionChannel { key } }
     """,
 )
 # Order messages after which the mapped ticket fields may change.
@@ -215,14 +221,45 @@ async def enqueue_for_events(queue: Queue, settings: Settings, events: Iterable[
     if not settings.zendesk_api_enabled:
         return 0
     count = 0
+    cid = correlation.current()
     for event in events:
         if event.kind == "customer" and config.customers and event.type != "CustomerDeleted":
-            await enqueue_customer(queue, settings, event.resource_id, version=event.version)
+            await enqueue_customer(
+                queue, settings, event.resource_id, version=event.version, correlation_id=cid
+            )
             count += 1
         elif event.kind == "order" and config.orders and event.type in ORDER_MESSAGES:
-            await enqueue_order(queue, event.resource_id, version=event.version)
+            await enqueue_order(queue, event.resource_id, version=event.version, correlation_id=cid)
             count += 1
     return count
+
+
+async def enqueue_ticket_created(
+    queue: Queue,
+    settings: Settings,
+    ticket: Mapping[str, Any],
+    *,
+    invocation: str,
+    correlation_id: str | None = None,
+    source: str | None = None,
+) -> Job | None:
+    """A ticket just created in Zendesk (its webhook): fill its routing fields (store, channel,
+    currency, locale, market, order state...) from its order, or from its brand's store, so
+    Zendesk triggers and SLA policies can route on them. `ticket`: the webhook's ticket_id,
+    emails, brand_id and order_number. None when there is nothing to do."""
+    config = settings.mappings.zendesk_sync
+    if not (settings.zendesk_api_enabled and config.orders and config.ticket_fields):
+        return None
+    if ticket.get("ticket_id") is None:
+        return None
+    return await queue.enqueue(
+        TICKET_CREATED_KIND,
+        {k: ticket.get(k) for k in ("ticket_id", "emails", "brand_id", "order_number")},
+        key=f"zendesk:{invocation}:routing",
+        destination="commercetools",
+        correlation_id=correlation_id,
+        source=source,
+    )
 
 
 async def backfill_customers(
@@ -445,14 +482,17 @@ def _user(
 ) -> dict[str, Any]:
     name = " ".join(p for p in (canonical.get("firstName"), canonical.get("lastName")) if p)
     user: dict[str, Any] = {
-        "name": name.strip() or str(canonical["email"]).split("@")[0],
+        # Free text from commercetools is scrubbed (a card number typed into a name never
+        # leaves); the email is the user's identity and is sent as it is (docs/privacy.md).
+        "name": scrub(name.strip() or str(canonical["email"]).split("@")[0]),
         "email": canonical["email"],
         "external_id": canonical["id"],
         "skip_verify_email": True,
     }
     fields: dict[str, Any] = {}
     for key, source in config.user_fields.items():
-        fields[key] = _user_field(source, canonical, group, stats)
+        value = _user_field(source, canonical, group, stats)
+        fields[key] = scrub(value) if isinstance(value, str) else value
     if config.other_ids_field:
         others = [c["id"] for c in group[1:]]
         fields[config.other_ids_field] = " ".join(others) if others else None
@@ -674,12 +714,17 @@ async def ticket_fields(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
     ticket_id = int(payload["ticket_id"])
     order_id = str(payload.get("order_id") or "")
     order = await _read_order(ctx, order_id)
-    if order is None:
-        return {"skipped": "order not found"}
+    if order is not None:
+        values = _ticket_values(order)
+    else:
+        # A new ticket without an order: its brand's store still routes it.
+        values = _store_values(ctx.settings, payload.get("store"))
+        if not values:
+            return {"skipped": "order not found"}
+        order = {}
     client = _client(ctx)
     ticket = await client.get_ticket(ticket_id)
-    values = _ticket_values(order)
-    wanted = {fid: values[source] for source, fid in config.ticket_fields.items()}
+    wanted = {fid: values[s] for s, fid in config.ticket_fields.items() if s in values}
     current = {f.get("id"): f.get("value") for f in ticket.get("custom_fields") or []}
     changes = {fid: value for fid, value in wanted.items() if current.get(fid) != value}
     status = ticket.get("status")
@@ -701,7 +746,7 @@ async def ticket_fields(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
         outcome=outcome,
         correlation_id=ctx.job.correlation_id or correlation.current(),
         ticket_id=ticket_id,
-        order_id=order_id,
+        order_id=order_id or None,
         order_number=order.get("orderNumber"),
         job_id=ctx.job.id,
         detail={"fields": {str(k): v for k, v in changes.items()}, "reason": reason},
@@ -713,6 +758,51 @@ async def ticket_fields(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
     }
 
 
+async def ticket_created(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A new ticket's routing fields: its order (the order number it names, else the newest
+    order of its requester's email), within its brand's store when the brand maps to one; no
+    order: the store's own values. The write is the coalesced `zendesk.ticket_fields` job, and
+    its audit row links the ticket to the order, so later order changes reach the ticket."""
+    config = _config(ctx)
+    if not (config.orders and config.ticket_fields):
+        return {"skipped": "order sync is off ([zendesk_sync] orders)"}
+    ticket_id = int(payload["ticket_id"])
+    store = ctx.settings.mappings.store_for_brand(_int(payload.get("brand_id")))
+    number = str(payload.get("order_number") or "").strip()
+    emails = [e for e in payload.get("emails") or [] if isinstance(e, str) and "@" in e][:5]
+    reads: list[Read] = []
+    if number:
+        reads.append(order_by_number(number, [SYNC_ORDER], store=store, key="by_number"))
+    if emails:
+        reads.append(orders_by_email(emails, [SYNC_ORDER], limit=1, store=store, key="by_email"))
+    found: dict[str, Any] = {}
+    if reads:
+        found = await ctx.commercetools.fetch(compose(reads, "ZendeskTicketRouting"))
+    order = found.get("by_number")
+    matched = "order_number"
+    if not isinstance(order, dict):
+        newest = found.get("by_email") or []
+        order = newest[0] if newest and isinstance(newest[0], dict) else None
+        matched = "email"
+    if order is None and store is None:
+        return {"skipped": "no order and no store for this ticket"}
+    job_payload: dict[str, Any] = {"ticket_id": ticket_id, "order_id": None, "store": store}
+    key = f"zendesk:ticket:{ticket_id}:store:{store}"
+    if order is not None:
+        job_payload["order_id"] = order["id"]
+        key = f"zendesk:ticket:{ticket_id}:order:{order['id']}:v{order.get('version')}"
+    await ctx.queue.enqueue(
+        TICKET_KIND,
+        job_payload,
+        key=key,
+        destination="zendesk:tickets",
+        coalesce=f"zendesk:ticket:{ticket_id}",
+        correlation_id=ctx.job.correlation_id,
+        source=SOURCE,
+    )
+    return {"ticket_id": ticket_id, "matched_by": matched if order is not None else "store"}
+
+
 async def _read_order(ctx: JobContext, order_id: str) -> dict[str, Any] | None:
     if not order_id:
         return None
@@ -722,16 +812,41 @@ async def _read_order(ctx: JobContext, order_id: str) -> dict[str, Any] | None:
 
 
 def _ticket_values(order: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    values = {
+        # The order number is an identity (Zendesk search finds tickets by it): sent as it is.
         "order_number": order.get("orderNumber"),
         "order_state": order.get("orderState"),
         "shipment_state": order.get("shipmentState"),
         "payment_state": order.get("paymentState"),
         "store": (order.get("storeRef") or {}).get("key"),
+        "channel": _channel(order),
         "currency": (order.get("totalPrice") or {}).get("currencyCode"),
         "locale": order.get("locale"),
-        "market": order.get("country"),
+        # The order's country, else where it ships to.
+        "market": order.get("country") or (order.get("shippingAddress") or {}).get("country"),
     }
+    return {
+        k: scrub(v) if isinstance(v, str) and k != "order_number" else v for k, v in values.items()
+    }
+
+
+def _channel(order: Mapping[str, Any]) -> str | None:
+    """The sales channel: the distribution channel of the order's line items (the first that
+    has one), else the order's origin (Customer: the shop's checkout, Merchant, Quote)."""
+    for line in order.get("lineItems") or []:
+        key = ((line or {}).get("distributionChannel") or {}).get("key")
+        if key:
+            return str(key)
+    origin = order.get("origin")
+    return str(origin) if origin else None
+
+
+def _store_values(settings: Settings, store: object) -> dict[str, Any]:
+    """Routing values of a ticket without an order: its brand's store (the mapping file)."""
+    scope = settings.mappings.stores.get(store) if isinstance(store, str) else None
+    if scope is None:
+        return {}
+    return {"store": store, "currency": scope.currency, "locale": scope.locale}
 
 
 def _may_update(config: ZendeskSync, status: object) -> bool:
@@ -743,6 +858,12 @@ def _may_update(config: ZendeskSync, status: object) -> bool:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
 
 def _ids(value: object) -> list[str]:
@@ -760,8 +881,11 @@ def _email(customer: Mapping[str, Any]) -> str:
 
 
 def _company(customer: Mapping[str, Any]) -> str | None:
+    """The company name, spacing normalised and scrubbed (it names a Zendesk organization)."""
     company = customer.get("companyName")
-    return " ".join(company.split()) if isinstance(company, str) and company.strip() else None
+    if not isinstance(company, str) or not company.strip():
+        return None
+    return scrub(" ".join(company.split()))
 
 
 def _quote(value: str) -> str:
@@ -828,6 +952,7 @@ HANDLERS = {
     CUSTOMERS_KIND: sync_customers,
     ORDER_KIND: order_to_tickets,
     TICKET_KIND: ticket_fields,
+    TICKET_CREATED_KIND: ticket_created,
 }
 
 

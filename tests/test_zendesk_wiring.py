@@ -1,0 +1,315 @@
+"""The Zendesk outbound sync wired into the service: commercetools events (the subscription
+endpoint and the Messages poller) and Zendesk's ticket-created webhook reach the fake Zendesk
+through the real app, its job database and its in-process worker; the backfill command.
+
+Everything real: the commercetools emulator (writes through its bridge, whose Messages log
+makes the events), the app over ASGI with its lifespan and worker, SQLite, and the fake
+Zendesk served over HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from commerce_context.app import create_app
+from commerce_context.emulator.harness import Harness
+from commerce_context.emulator.messages import platform_payload
+from commerce_context.emulator.zendesk import FakeZendesk, serve_fake_zendesk
+from commerce_context.settings import Settings
+from commerce_context.webhooks import expected_signature
+from commerce_context.worker import open_engine
+from tests.asgi import app_client
+from tests.orders import Api
+from tests.writepath import write_settings
+
+pytestmark = pytest.mark.emulator
+
+SECRET = "events-secret-for-the-zendesk-wiring-tests-0123"
+WEBHOOK_SECRET = "webhook-secret-for-the-zendesk-wiring-tests"
+EMAIL, TOKEN = "sync@example.com", "fake-token-for-wiring-tests"
+ORDER_FIELD = 360000001
+STATE, SHIPMENT, PAYMENT = 601, 602, 603
+STORE, CHANNEL, CURRENCY, LOCALE, MARKET = 611, 612, 613, 614, 615
+CONFIG = f"""
+[stores.berlin]
+locale = "de-DE"
+currency = "EUR"
+zendesk_brands = [1001]
+
+[stores.london]
+locale = "en-GB"
+currency = "GBP"
+zendesk_brands = [1002]
+
+[zendesk_sync]
+customers = true
+orders = true
+job_poll_interval = 0.02
+batch_window = 0
+
+[zendesk_sync.ticket_fields]
+order_number = {ORDER_FIELD}
+order_state = {STATE}
+shipment_state = {SHIPMENT}
+payment_state = {PAYMENT}
+store = {STORE}
+channel = {CHANNEL}
+currency = {CURRENCY}
+locale = {LOCALE}
+market = {MARKET}
+"""
+
+
+@dataclass
+class Wired:
+    client: httpx.AsyncClient  # the app, over ASGI
+    settings: Settings
+    fake: FakeZendesk
+    api: Api  # commercetools REST through the bridge (its writes make Messages)
+    harness: Harness
+
+    async def post_events(self, *payloads: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(
+            "/commercetools/events",
+            json=list(payloads),
+            headers={"Authorization": f"Bearer {SECRET}"},
+        )
+
+    def messages(self, resource_id: str, type_: str) -> list[dict[str, Any]]:
+        """The subscription payloads commercetools would deliver for that resource's Messages."""
+        return [
+            platform_payload(m, self.harness.project_key)
+            for m in self.harness.messages
+            if m["resource"]["id"] == resource_id and m["type"] == type_
+        ]
+
+    async def customer(self, email: str, **draft: Any) -> dict[str, Any]:
+        body = {"email": email, "firstName": "Wired", "lastName": "Shopper", **draft}
+        created: dict[str, Any] = (await self.api.post("CustomerDraft", "/customers", body))[
+            "customer"
+        ]
+        return created
+
+    async def audit(self, **query: Any) -> list[Any]:
+        """Audit rows, read through an engine of its own on the app's job database."""
+        async with open_engine(self.settings) as engine:
+            return list(await engine.audit.query(**query))
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    """A bounded wait for the worker (not a timing assertion)."""
+    for _ in range(1500):
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what} did not happen")
+
+
+@contextlib.asynccontextmanager
+async def wired_app(
+    harness: Harness, tmp_path: Path, config: str = CONFIG, **overrides: Any
+) -> AsyncIterator[Wired]:
+    path = tmp_path / f"mappings-{uuid.uuid4().hex[:6]}.toml"
+    path.write_text(config)
+    async with serve_fake_zendesk(FakeZendesk(email=EMAIL, api_token=TOKEN)) as (fake, url):
+        settings = write_settings(
+            harness,
+            tmp_path,
+            config_file=str(path),
+            events_secret=SECRET,
+            zendesk_webhook_secret=WEBHOOK_SECRET,
+            zendesk_api_url=url,
+            zendesk_api_email=EMAIL,
+            zendesk_api_token=TOKEN,
+            zendesk_order_field_id=ORDER_FIELD,
+            state_path=tmp_path / "state.sqlite3",
+            **overrides,
+        )
+        async with (
+            httpx.AsyncClient() as http,
+            httpx.AsyncClient(timeout=10) as plain,
+            app_client(create_app(settings, http=http), raise_errors=True) as client,
+        ):
+            yield Wired(client, settings, fake, Api(plain, harness), harness)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def wired(harness: Harness, tmp_path: Path) -> AsyncIterator[Wired]:
+    async with wired_app(harness, tmp_path) as value:
+        yield value
+
+
+def _email(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+# -- 1. commercetools events -> jobs -> fake Zendesk ---------------------------------------------
+
+
+async def test_a_customer_event_on_the_endpoint_becomes_a_zendesk_user(wired: Wired) -> None:
+    email = _email("pushed")
+    customer = await wired.customer(email, locale="en-GB")
+    (created,) = wired.messages(customer["id"], "CustomerCreated")
+    response = await wired.post_events(created)
+    assert response.status_code == 202, response.text
+    await eventually(
+        lambda: wired.fake.user_by_external_id(customer["id"]) is not None, "the Zendesk user"
+    )
+    user = wired.fake.user_by_external_id(customer["id"])
+    assert user is not None
+    assert (user["email"], user["name"]) == (email, "Wired Shopper")
+
+    # A name change: the CustomerFirstNameSet event updates the same user, never a second one.
+    updated = await wired.api.post(
+        "CustomerUpdate",
+        f"/customers/{customer['id']}",
+        {"version": customer["version"],
+         "actions": [{"action": "setFirstName", "firstName": "Renamed"}]},
+    )  # fmt: skip
+    assert updated["version"] > customer["version"]
+    (renamed,) = wired.messages(customer["id"], "CustomerFirstNameSet")
+    assert (await wired.post_events(renamed)).status_code == 202
+    await eventually(lambda: user["name"] == "Renamed Shopper", "the renamed user")
+    assert [u for u in wired.fake.users.values() if u["email"] == email] == [user]
+
+
+async def test_an_order_shipped_updates_the_ticket_field_through_the_endpoint(
+    wired: Wired,
+) -> None:
+    order = await wired.api.create_order(charged=False)
+    ticket = wired.fake.add_ticket(
+        "Where is it?", custom_fields={ORDER_FIELD: order["orderNumber"]}
+    )
+    shipped = await wired.api.post(
+        "OrderUpdate",
+        f"/orders/{order['id']}",
+        {"version": order["version"], "actions": [
+            {"action": "setShippingAddress", "address": {"country": "AT"}},
+            {"action": "changeShipmentState", "shipmentState": "Shipped"},
+        ]},
+    )  # fmt: skip
+    assert shipped["shipmentState"] == "Shipped"
+    (event,) = wired.messages(order["id"], "OrderShipmentStateChanged")
+    assert (await wired.post_events(event)).status_code == 202
+    await eventually(
+        lambda: wired.fake.field_value(ticket["id"], SHIPMENT) == "Shipped", "the shipment field"
+    )
+    assert wired.fake.field_value(ticket["id"], STATE) == "Open"
+    assert wired.fake.field_value(ticket["id"], STORE) == "berlin"
+    assert wired.fake.field_value(ticket["id"], CURRENCY) == "EUR"
+    # The emulator keeps no order country: the market is the shipping address's country.
+    assert wired.fake.field_value(ticket["id"], MARKET) == "AT"
+    assert wired.fake.tickets[ticket["id"]]["status"] == "open"  # never changed by the sync
+
+
+async def test_events_enqueue_nothing_when_the_zendesk_sync_is_off(
+    harness: Harness, tmp_path: Path
+) -> None:
+    off = CONFIG.replace("customers = true", "customers = false").replace(
+        "orders = true", "orders = false"
+    )
+    async with wired_app(harness, tmp_path, off) as wired:
+        customer = await wired.customer(_email("off"))
+        (created,) = wired.messages(customer["id"], "CustomerCreated")
+        assert (await wired.post_events(created)).status_code == 202
+        async with open_engine(wired.settings) as engine:
+            jobs = await engine.queue.list(limit=100)
+        assert [j for j in jobs if j.kind.startswith("zendesk.")] == []
+        assert wired.fake.requests == []
+
+
+async def test_the_messages_poller_enqueues_the_sync(harness: Harness, tmp_path: Path) -> None:
+    # The app's own poller (a lifespan task), with the job queue it was given.
+    async with wired_app(harness, tmp_path, messages_poll_interval=0.1) as wired:
+        email = _email("polled")
+        customer = await wired.customer(email)
+        await eventually(
+            lambda: wired.fake.user_by_external_id(customer["id"]) is not None,
+            "the polled customer's Zendesk user",
+        )
+        user = wired.fake.user_by_external_id(customer["id"])
+        assert user is not None and user["email"] == email
+
+
+# -- 3. routing attributes at ticket creation (the ticket-created webhook) -----------------------
+
+
+async def post_ticket_created(wired: Wired, ticket: dict[str, Any]) -> httpx.Response:
+    """The recommended trigger body of docs/sync.md, signed as Zendesk signs it."""
+    body = json.dumps({"event": "ticket.created", "ticket": ticket}).encode()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return await wired.client.post(
+        "/zendesk/webhooks",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Zendesk-Webhook-Invocation-Id": uuid.uuid4().hex,
+            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+            "X-Zendesk-Webhook-Signature": expected_signature(WEBHOOK_SECRET, stamp, body),
+        },
+    )
+
+
+async def test_a_created_ticket_gets_its_routing_fields_from_the_order_it_names(
+    wired: Wired,
+) -> None:
+    order = await wired.api.create_order(charged=False, shipment_state="Ready")
+    ticket = wired.fake.add_ticket("Parcel?", custom_fields={ORDER_FIELD: order["orderNumber"]})
+    response = await post_ticket_created(
+        wired,
+        {"id": str(ticket["id"]), "requester_email": "", "brand_id": "1001",
+         "fields": {str(ORDER_FIELD): order["orderNumber"]}},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    await eventually(lambda: wired.fake.field_value(ticket["id"], STORE) is not None, "routing")
+    fields = (STORE, CHANNEL, CURRENCY, LOCALE, MARKET, STATE, SHIPMENT)
+    values = {f: wired.fake.field_value(ticket["id"], f) for f in fields}
+    assert values == {
+        STORE: "berlin", CHANNEL: "Customer", CURRENCY: "EUR", LOCALE: None, MARKET: None,
+        STATE: "Open", SHIPMENT: "Ready",
+    }  # fmt: skip
+    # The routing write links the ticket to the order: a later change reaches it without search.
+    rows = await wired.audit(ticket=ticket["id"])
+    assert any(r.order_id == order["id"] and r.outcome == "updated" for r in rows)
+
+
+async def test_a_created_ticket_without_order_number_uses_the_requesters_newest_order(
+    wired: Wired,
+) -> None:
+    email = _email("requester")
+    older = await wired.api.create_order(charged=False, email=email)
+    newer = await wired.api.create_order(charged=False, email=email, shipment_state="Shipped")
+    assert newer["createdAt"] >= older["createdAt"]
+    ticket = wired.fake.add_ticket("Hello")
+    response = await post_ticket_created(
+        wired, {"id": str(ticket["id"]), "requester_email": email, "brand_id": "1001"}
+    )
+    assert response.status_code == 202, response.text
+    await eventually(lambda: wired.fake.field_value(ticket["id"], STORE) is not None, "routing")
+    assert wired.fake.field_value(ticket["id"], ORDER_FIELD) == newer["orderNumber"]
+    assert wired.fake.field_value(ticket["id"], SHIPMENT) == "Shipped"
+    # The requester's orders are in the berlin store: a London brand's ticket sees none of
+    # them, and gets its own store's values instead.
+    london = wired.fake.add_ticket("Hello from London")
+    response = await post_ticket_created(
+        wired, {"id": str(london["id"]), "requester_email": email, "brand_id": "1002"}
+    )
+    assert response.status_code == 202
+    await eventually(lambda: wired.fake.field_value(london["id"], STORE) is not None, "routing")
+    assert wired.fake.field_value(london["id"], STORE) == "london"
+    assert wired.fake.field_value(london["id"], CURRENCY) == "GBP"
+    assert wired.fake.field_value(london["id"], LOCALE) == "en-GB"
+    assert wired.fake.field_value(london["id"], ORDER_FIELD) is None
+    assert wired.fake.field_value(london["id"], SHIPMENT) is None
