@@ -577,3 +577,37 @@ async def test_jobs_do_nothing_when_the_sync_is_switched_off(
         "customer sync is off ([zendesk_sync] customers)",
         "order sync is off ([zendesk_sync] orders)",
     }
+
+
+# -- privacy -------------------------------------------------------------------------------------
+
+
+async def test_card_numbers_and_tokens_in_names_and_companies_never_reach_zendesk(
+    sync: Sync, tmp_path: Path
+) -> None:
+    import json
+
+    card, token = "4111 1111 1111 1111", "tok_1a2b3c4d5e6f7g8h"
+    config = CONFIG.replace(
+        'cc_spent = "total_spent"', 'cc_spent = "total_spent"\ncc_company = "company"'
+    )
+    sync.reconfigure(config, tmp_path / "privacy.toml")
+    email = _unique_email("planted")
+    customer = await sync.customer(
+        email,
+        firstName=f"Card {card}",
+        lastName=token,
+        companyName=f"Acme {card.replace(' ', '')} GmbH",
+    )
+    await enqueue_customers(sync.queue, [customer["id"]], key=f"test:{customer['id']}")
+    await sync.run_until_idle()
+    user = sync.fake.user_by_external_id(customer["id"])
+    assert user is not None
+    assert user["name"] == "Card •••• 1111 tok_•••"
+    assert user["email"] == email  # the identity is sent as it is
+    assert user["user_fields"]["cc_company"] == "Acme •••• 1111 GmbH"
+    organization = sync.fake.organizations[user["organization_id"]]
+    assert organization["name"] == "Acme •••• 1111 GmbH"
+    stored = json.dumps([sync.fake.users, sync.fake.organizations, sync.fake.identities])
+    for secret in (card, card.replace(" ", ""), token):
+        assert secret not in stored
