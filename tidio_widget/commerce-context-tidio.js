@@ -55,9 +55,6 @@
   function onReady() {
     if (loaded) return;
     loaded = true;
-    var first = {};
-    first[options.panelProperty] = identity && identity.panel_url;
-    setProperties(first);
     pending.splice(0).forEach(setProperties);
     refreshCart();
     if (typeof options.onReady === "function") options.onReady(api());
@@ -67,7 +64,9 @@
     if (started || !consented || !options) return;
     started = true;
     identify().then(function (answer) {
-      identity = answer || {};
+      // Only what the page needs; the panel link is the agents' and never set from here.
+      identity = {shopper: answer && answer.shopper, distinct_id: answer && answer.distinct_id,
+                  visitor_token: answer && answer.visitor_token};
       // Guests stay anonymous visitors; a known shopper gets the opaque distinct_id, which
       // Tidio reads when its script loads (so it is set first).
       if (identity.shopper === "customer" && identity.distinct_id) {
@@ -101,7 +100,7 @@
 
   var CommerceContextTidio = {
     init: function (settings) {
-      options = Object.assign({panelProperty: "cc_panel_url", cartDebounce: 300}, settings);
+      options = Object.assign({cartDebounce: 300}, settings);
       if (!options.publicKey && !options.scriptUrl) throw new Error("publicKey is required");
       listenTcf();
       if (options.consent === true) CommerceContextTidio.consent(true);

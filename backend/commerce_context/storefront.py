@@ -232,7 +232,11 @@ async def identify(request: Request) -> Response:
         json=body,
         headers={"X-Api-Key": key.get_secret_value()},
     )
-    return _with_cookie(JSONResponse(response.json(), status_code=response.status_code), sid)
+    answer = response.json()
+    # The page gets what the snippet needs; the panel link is for agents (the sync sets it).
+    if isinstance(answer, dict):
+        answer.pop("panel_url", None)
+    return _with_cookie(JSONResponse(answer, status_code=response.status_code), sid)
 
 
 def routes() -> list[Route]:

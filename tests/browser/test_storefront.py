@@ -6,6 +6,9 @@ orders."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -14,6 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvicorn
 from playwright.async_api import Page, Request
 
 from commerce_context.app import create_app
@@ -25,7 +29,6 @@ from commerce_context.emulator.harness import (
     Harness,
     build_demo,
     demo_settings,
-    serve,
 )
 from commerce_context.emulator.tidio import FakeTidio
 from commerce_context.settings import Settings
@@ -53,14 +56,38 @@ class Shop:
         return None if row is None else str(row["contact_id"])
 
 
+@contextlib.asynccontextmanager
+async def served_on(sock: socket.socket, app: object) -> AsyncIterator[None]:
+    """uvicorn on an already bound socket (its address is in the settings: CC_PUBLIC_URL)."""
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def shop(harness: Harness, tmp_path: Path) -> AsyncIterator[Shop]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     async with demo_tidio(harness, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET) as (store, fake, tidio):
         zendesk = DemoZendesk.generate()
-        settings = demo_settings(harness, zendesk, state_path=tmp_path / "state.sqlite3", **tidio)
+        settings = demo_settings(
+            harness, zendesk, state_path=tmp_path / "state.sqlite3", public_url=url, **tidio
+        )
         app = create_app(settings, demo=replace(build_demo(harness, zendesk), shop=store))
-        async with serve(app) as url:
-            fake.webhook_url = f"{url}/tidio/webhooks"
+        fake.webhook_url = f"{url}/tidio/webhooks"
+        async with served_on(sock, app):
             yield Shop(url, fake, settings, store.tidio_url)
 
 
@@ -144,10 +171,6 @@ async def test_adding_to_the_cart_updates_the_contact_properties(page: Page, sho
     await page.click("#accept")
     rec = await ready(page)
     contact = rec["contact"]
-    panel = await eventually(
-        lambda: shop.fake.property(contact, "cc_panel_url"), "the panel link property"
-    )
-    assert panel.startswith(f"{shop.url}/tidio/panel?t=")
     await page.click('button.add[data-sku="CAP-NAVY"]')
     await eventually(lambda: shop.fake.property(contact, "cc_cart_items") == "1", "1 item")
     assert shop.fake.property(contact, "cc_cart_total") == "24.95"
@@ -160,6 +183,10 @@ async def test_adding_to_the_cart_updates_the_contact_properties(page: Page, sho
     calls = await page.evaluate("window.__tidioFake.calls")
     sets = [c["args"][0] for c in calls if c["method"] == "setContactProperties"]
     assert sets[-1]["cc_cart_items"] == 3 and sets[-1]["cc_cart_status"] == "active"
+    # The agents' panel link never comes from the page (a guest has none at all).
+    assert not any("cc_panel_url" in values for values in sets)
+    assert shop.fake.property(contact, "cc_panel_url") is None
+    assert "panel" not in json.dumps(await page.evaluate("window.__tidioFake"))
 
 
 async def test_the_panel_link_shows_the_right_cart_and_orders(
@@ -173,13 +200,11 @@ async def test_the_panel_link_shows_the_right_cart_and_orders(
     await page.wait_for_selector("#logout")
     rec = await ready(page)
     contact = rec["contact"]
+    # Set by the backend's contact sync (after the cart notification), never by the page.
     link = await eventually(
-        lambda: (
-            (shop.fake.property(contact, "cc_panel_url") or "").find("t=") > 0
-            and shop.fake.property(contact, "cc_panel_url")
-        ),
-        "the known shopper's panel link",
+        lambda: shop.fake.property(contact, "cc_panel_url"), "the known shopper's panel link"
     )
+    assert link.startswith(f"{shop.url}/tidio/panel?t=")
     # The agent opens it from the (simulated) Tidio agent view.
     agent = await page.context.new_page()
     await agent.goto(f"{shop.tidio_url}/agent")
