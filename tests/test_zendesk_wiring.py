@@ -55,6 +55,7 @@ zendesk_brands = [1002]
 [zendesk_sync]
 customers = true
 orders = true
+other_ids_field = "cc_other_ids"
 job_poll_interval = 0.02
 batch_window = 0
 
@@ -313,3 +314,72 @@ async def test_a_created_ticket_without_order_number_uses_the_requesters_newest_
     assert wired.fake.field_value(london["id"], LOCALE) == "en-GB"
     assert wired.fake.field_value(london["id"], ORDER_FIELD) is None
     assert wired.fake.field_value(london["id"], SHIPMENT) is None
+
+
+# -- 2. commerce-context sync customers --since DATE ---------------------------------------------
+
+
+async def test_the_sync_customers_command_enqueues_a_resumable_backfill(
+    harness: Harness,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clean_environment: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from commerce_context import cli
+    from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from commerce_context.zendesk_sync import CUSTOMERS_KIND
+
+    config = tmp_path / "backfill.toml"
+    config.write_text(CONFIG)
+    database = f"sqlite:///{tmp_path / 'backfill.sqlite3'}"
+    async with serve_fake_zendesk(FakeZendesk(email=EMAIL, api_token=TOKEN)) as (fake, url):
+        environment = {
+            "CC_CT_PROJECT_KEY": harness.project_key,
+            "CC_CT_CLIENT_ID": DEMO_CLIENT_ID,
+            "CC_CT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "CC_CT_API_URL": harness.api_url,
+            "CC_CT_AUTH_URL": harness.api_url,
+            "CC_CONFIG_FILE": str(config),
+            "CC_DATABASE_URL": database,
+            "CC_ZENDESK_API_URL": url,
+            "CC_ZENDESK_API_EMAIL": EMAIL,
+            "CC_ZENDESK_API_TOKEN": TOKEN,
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        command = ["sync", "customers", "--since", "2001-01-01"]
+        # asyncio.run in a thread: this loop keeps serving the emulator's bridge meanwhile.
+        assert await asyncio.to_thread(cli.main, command) == 0
+        first = capsys.readouterr().out
+        assert "customers enqueued" in first
+        settings = write_settings(harness, tmp_path, config_file=str(config), database_url=database,
+                                  zendesk_api_url=url, zendesk_api_email=EMAIL,
+                                  zendesk_api_token=TOKEN)  # fmt: skip
+        async with open_engine(settings) as engine:
+            jobs = await engine.queue.list(kind=CUSTOMERS_KIND, limit=1000)
+            ids = [i for job in jobs for i in job.payload["customer_ids"]]
+            assert jobs and len(ids) == len(set(ids))
+            # Run again, as after a stop: the recorded pages are skipped, nothing is doubled.
+            assert await asyncio.to_thread(cli.main, command) == 0
+            assert capsys.readouterr().out == first
+            assert len(await engine.queue.list(kind=CUSTOMERS_KIND, limit=1000)) == len(jobs)
+        # The service's workers then sync them: every customer becomes a Zendesk user.
+        async with (
+            httpx.AsyncClient() as http,
+            app_client(create_app(settings, http=http)),
+        ):
+            await eventually(
+                lambda: all(fake.user_by_external_id(i) or _shared(fake, i) for i in ids),
+                "every backfilled customer in Zendesk",
+            )
+    monkeypatch.delenv("CC_ZENDESK_API_EMAIL")
+    monkeypatch.delenv("CC_ZENDESK_API_TOKEN")
+    assert await asyncio.to_thread(cli.main, command) == 2
+    assert "CC_ZENDESK_API_EMAIL" in capsys.readouterr().err
+
+
+def _shared(fake: FakeZendesk, customer_id: str) -> bool:
+    """A customer sharing its email with an older one is kept in the other ids field."""
+    others = (str(u["user_fields"].get("cc_other_ids") or "") for u in fake.users.values())
+    return any(customer_id in ids.split() for ids in others)

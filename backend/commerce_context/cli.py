@@ -7,6 +7,8 @@
     commerce-context jobs ...       list, show, retry or cancel jobs (see operations.py)
     commerce-context audit ...      the audit trail of a ticket, order, customer or request
     commerce-context links ...      print an order deep link, or revoke a signed link
+    commerce-context sync customers --since DATE
+                                    enqueue a Zendesk user sync of customers (resumable)
 
 Configuration errors name each setting by its environment variable and exit with status 2;
 `check-config` lists every error at once, then warnings that do not fail it (unknown CC_*
@@ -35,6 +37,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import zendesk_sync  # the `sync` command
+
     parser = argparse.ArgumentParser(prog="commerce-context", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
@@ -47,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check-config", help="validate the settings and print them")
     operations.add_commands(commands)
     links.add_commands(commands)
+    zendesk_sync.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return operations.run(args)
         if args.command in links.COMMANDS:
             return links.run(args)
+        if args.command in zendesk_sync.COMMANDS:
+            return zendesk_sync.run(args)
         if args.command == "serve":
             return serve(load_settings(**_overrides(args)))
         return asyncio.run(run_demo(args.host, args.port))

@@ -896,9 +896,40 @@ def _quote(value: str) -> str:
 
 # -- backfill command -----------------------------------------------------------------------------
 
+COMMANDS = ("sync",)
+
+
+def add_commands(commands: Any) -> None:
+    """`sync customers --since DATE` under the `commerce-context` command (cli.py)."""
+    sync = commands.add_parser("sync", help="enqueue a sync of commercetools customers to Zendesk")
+    what = sync.add_subparsers(dest="what", required=True)
+    customers = what.add_parser("customers", help="customers modified since a date (resumable)")
+    customers.add_argument(
+        "--since", required=True, type=_moment, help="a date (2024-01-31) or ISO 8601 time"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Enqueue the backfill; ConfigError (exit 2) when the sync cannot run."""
+    settings = load_settings()
+    if not settings.zendesk_api_enabled:
+        raise ConfigError(
+            "the Zendesk API is not configured: set CC_ZENDESK_API_EMAIL and "
+            "CC_ZENDESK_API_TOKEN (or CC_ZENDESK_OAUTH_TOKEN)"
+        )
+    if not settings.mappings.zendesk_sync.customers:
+        raise ConfigError("customer sync is off: set customers = true in [zendesk_sync]")
+    result = asyncio.run(_backfill(settings, args.since))
+    print(
+        f"{result['customers']} customers enqueued in {result['pages']} pages; the workers "
+        "sync them (the service, or `commerce-context worker`); run it again to resume"
+    )
+    return 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m commerce_context.zendesk_sync customers --since DATE`."""
+    """`python -m commerce_context.zendesk_sync customers --since DATE` (the same as
+    `commerce-context sync customers --since DATE`)."""
     parser = argparse.ArgumentParser(
         prog="python -m commerce_context.zendesk_sync",
         description="Enqueue a sync of commercetools customers to Zendesk users.",
@@ -910,26 +941,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-        if not settings.zendesk_api_enabled:
-            raise ConfigError(
-                "the Zendesk API is not configured: set CC_ZENDESK_API_EMAIL and "
-                "CC_ZENDESK_API_TOKEN (or CC_ZENDESK_OAUTH_TOKEN)"
-            )
-        if not settings.mappings.zendesk_sync.customers:
-            raise ConfigError("customer sync is off: set customers = true in [zendesk_sync]")
-        result = asyncio.run(_backfill(settings, args.since))
+        return run(args)
     except ConfigError as exc:
         print(f"commerce-context: {exc.message}", file=sys.stderr)
         return 2
     except CommerceContextError as exc:
         print(f"commerce-context: {exc.message}", file=sys.stderr)
         return 1
-    print(
-        f"{result['customers']} customers enqueued in {result['pages']} pages; the workers "
-        "sync them (the service, or `commerce-context worker`)"
-    )
-    return 0
 
 
 async def _backfill(settings: Settings, since: datetime) -> dict[str, int]:
