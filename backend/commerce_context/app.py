@@ -42,6 +42,7 @@ from .handlers import HANDLERS
 from .headers import SecurityHeaders
 from .jobs import Queue
 from .limits import BodyLimit
+from .metrics import MeteredTransport, Metrics, RequestObserver, destinations
 from .panels import Rendered
 from .policy import Policy
 from .poller import MessagesPoller
@@ -87,6 +88,7 @@ def create_app(
     templates = Jinja2Templates(env=_environment())
     actions.install_globals(templates.env, settings)
     policy = Policy.from_mappings(settings.mappings)  # ConfigError on an unknown field path
+    metrics = Metrics(settings)  # its own registry: several apps may live in one process
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -97,14 +99,24 @@ def create_app(
                 else await stack.enter_async_context(
                     httpx.AsyncClient(
                         timeout=settings.ct_timeout,
-                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                         headers={"User-Agent": "commerce-context/0.1"},
+                        # Counts upstream requests per destination (metrics.py).
+                        transport=MeteredTransport(
+                            httpx.AsyncHTTPTransport(
+                                limits=httpx.Limits(
+                                    max_connections=100, max_keepalive_connections=20
+                                )
+                            ),
+                            metrics,
+                            destinations(settings),
+                        ),
                     )
                 )
             )
             commercetools = CommercetoolsClient(settings, client)
             store = _store(settings)
             stack.push_async_callback(store.close)
+            breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
             reader = Reader(
                 commercetools,
                 policy,
@@ -116,13 +128,22 @@ def create_app(
                     lists=settings.cache_ttl_lists,
                     stale=settings.cache_stale_ttl,
                 ),
-                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
+                breaker=breaker,
                 namespace=settings.ct_project_key,
             )
             stack.push_async_callback(reader.close)
             # The job engine: its database (migrated here), queue and audit log; the workers run
             # in this process unless CC_WORKER_IN_PROCESS=false (then `commerce-context worker`).
             engine = await stack.enter_async_context(open_engine(settings))
+            zendesk_keys = ZendeskKeys(settings, client)
+            metrics.attach(
+                reader=reader,
+                breaker=breaker,
+                commercetools=commercetools,
+                zendesk_keys=zendesk_keys,
+                queue=engine.queue,
+            )
+            await stack.enter_async_context(metrics.serving(settings.host))  # CC_METRICS_PORT
             if settings.messages_poll_interval > 0:
                 poller = MessagesPoller(
                     commercetools,
@@ -160,7 +181,7 @@ def create_app(
                 ),
                 "rendered": Rendered(),
                 "sessions": VerifiedSessions(),
-                "zendesk_keys": ZendeskKeys(settings, client),
+                "zendesk_keys": zendesk_keys,
                 "policy": policy,
                 "templates": templates,
                 "demo": demo,
@@ -195,6 +216,8 @@ def create_app(
         Route("/demo/zendesk/jobs", webhooks.demo_jobs),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
+    if settings.metrics_token is not None:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if demo is not None:
         # The demo's own pages exist only in demo mode (`make run`, `commerce-context demo`).
         routes += [
@@ -203,11 +226,12 @@ def create_app(
             Route("/demo/zendesk/token", demo_pages.zendesk_token),
             *storefront.routes(),
         ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
             Middleware(CorrelationMiddleware),
+            Middleware(RequestObserver, metrics=metrics, routes=routes),  # inside: has the id
             Middleware(
                 BodyLimit,
                 max_bytes=settings.max_body_bytes,
@@ -227,6 +251,8 @@ def create_app(
         exception_handlers=errors.handlers(templates, settings.frame_ancestors),
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app
 
 
 async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:

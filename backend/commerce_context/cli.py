@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from . import links, logs, operations
 from .app import create_app
@@ -48,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--host", help="address to bind (default: CC_HOST or 127.0.0.1)")
         command.add_argument("--port", type=int, help="port to bind (default: CC_PORT or 8000)")
+        if name == "serve":
+            command.add_argument(
+                "--workers",
+                type=int,
+                help="server processes (default: CC_WEB_CONCURRENCY or 1; see docs/operations.md)",
+            )
     commands.add_parser("check-config", help="validate the settings and print them")
     operations.add_commands(commands)
     links.add_commands(commands)
@@ -76,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    pairs = (
+        ("host", args.host),
+        ("port", args.port),
+        ("web_concurrency", getattr(args, "workers", None)),
+    )
+    return {k: v for k, v in pairs if v is not None}
 
 
 # A warning check looks at valid settings and returns one line per thing worth fixing; warnings
@@ -148,19 +160,53 @@ def store_mapping_warnings(settings: Settings) -> list[str]:
 
 
 def serve(settings: Settings) -> int:
-    logs.configure(settings.log_level)
-    app = create_app(settings)
+    """The production server: uvicorn with uvloop and httptools (its `standard` extras),
+    CC_WEB_CONCURRENCY processes, and a graceful stop on SIGTERM or SIGINT: no new
+    connections, in-flight requests get CC_SHUTDOWN_TIMEOUT seconds, then the lifespan stops
+    the in-process workers, whose running jobs get a grace period and are otherwise handed back
+    to the queue for another instance (docs/operations.md)."""
+    if settings.metrics_port is not None and settings.web_concurrency > 1:
+        raise ConfigError(
+            "CC_METRICS_PORT cannot be shared by several server processes: run one process per "
+            "instance (CC_WEB_CONCURRENCY=1) and scale by instances, or use CC_METRICS_TOKEN"
+        )
+    logs.configure(settings.log_level, settings.log_format)
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": logs.log_config(settings.log_level, settings.log_format),
+        "access_log": False,  # metrics.RequestObserver writes one line per request instead
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+        "loop": "auto",  # uvloop when installed (it is: uvicorn[standard])
+        "http": "auto",  # httptools likewise
+        "server_header": False,
+    }
+    if settings.web_concurrency > 1:
+        # Each process builds its own app from the environment (the settings are the same).
+        uvicorn.run(
+            "commerce_context.cli:app_from_environment",
+            factory=True,
+            workers=settings.web_concurrency,
+            **options,  # type: ignore[arg-type]
+        )
+        return 0
+    app = _frozen(create_app(settings))
+    uvicorn.run(app, **options)  # type: ignore[arg-type]
+    return 0
+
+
+def app_from_environment() -> ASGIApp:
+    """The app of one server process when CC_WEB_CONCURRENCY > 1."""
+    return _frozen(create_app(load_settings()))
+
+
+def _frozen(app: ASGIApp) -> ASGIApp:
     # Everything imported so far lives as long as the process: keep the garbage collector
     # from walking it again and again (full collections paused requests for 20-50 ms).
     gc.freeze()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=logs.log_config(settings.log_level),
-        proxy_headers=True,
-    )
-    return 0
+    return app
 
 
 def demo_address(

@@ -8,13 +8,15 @@ itself, so an access line never carries the value of a token- or secret-like que
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import re
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote
 
-__all__ = ["QueryStringFilter", "configure", "log_config", "redact_query"]
+__all__ = ["JsonFormatter", "QueryStringFilter", "configure", "log_config", "redact_query"]
 
 #: Query parameters whose values are never logged (compared without case, `-` as `_`).
 SECRET_PARAMETERS: Final = frozenset(
@@ -93,8 +95,45 @@ def _redact_arg(value: object) -> object:
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 
+# Attributes every LogRecord has; anything else on a record came in through `extra=`.
+_STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "correlation_id",
+    "color_message",
+    "taskName",
+}
 
-def log_config(level: str = "info") -> dict[str, Any]:
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`CC_LOG_FORMAT=json`): time, level, logger, message,
+    correlation_id, then the record's `extra=` fields (route, status, duration_ms, job_kind,
+    outcome, ...) and the traceback as `exception`. It formats what the filters left: the
+    redaction runs before it, on the same record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None) or "-",
+        }
+        for key, value in record.__dict__.items():
+            if key in _STANDARD or key.startswith("_") or key in line:
+                continue
+            line[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def log_config(level: str = "info", fmt: str = "plain") -> dict[str, Any]:
+    """`fmt`: `plain` (development) or `json` (one object per line, for log pipelines)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -104,11 +143,14 @@ def log_config(level: str = "info") -> dict[str, Any]:
             "redact": {"()": "commerce_context.policy.RedactingFilter"},
             "query": {"()": "commerce_context.logs.QueryStringFilter"},
         },
-        "formatters": {"plain": {"format": FORMAT}},
+        "formatters": {
+            "plain": {"format": FORMAT},
+            "json": {"()": "commerce_context.logs.JsonFormatter"},
+        },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "formatter": "plain",
+                "formatter": "json" if fmt == "json" else "plain",
                 "filters": ["correlation", "query", "redact"],
             }
         },
@@ -132,5 +174,5 @@ def log_config(level: str = "info") -> dict[str, Any]:
     }
 
 
-def configure(level: str = "info") -> None:
-    logging.config.dictConfig(log_config(level))
+def configure(level: str = "info", fmt: str = "plain") -> None:
+    logging.config.dictConfig(log_config(level, fmt))

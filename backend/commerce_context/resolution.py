@@ -59,7 +59,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import queries, views
+from . import metrics, queries, views
 from .cache import Reader
 from .exceptions import BadRequest, UpstreamUnavailable
 
@@ -602,6 +602,7 @@ async def resolve(
             resolution.note("no_store_mapping", brand=context.brand_id)
         return resolution
     answer = await reader.fetch(reads, refresh=context.refresh, name="TicketView")
+    metrics.cache_read(reads, answer)
     found: dict[str, Any] = dict(answer.found)
     as_of, fingerprint = answer.as_of, answer.fingerprint
     resolution, more = resolve_answer(
@@ -612,6 +613,7 @@ async def resolve(
             break
         try:
             extra = await reader.fetch(more, refresh=context.refresh, name="TicketFollowUp")
+            metrics.cache_read(more, extra)
         except UpstreamUnavailable:
             # The first answer stands: show it, and say that something may be missing.
             break

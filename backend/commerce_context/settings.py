@@ -433,6 +433,23 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address uvicorn binds")
     port: int = Field(default=8000, ge=0, le=65535, description="port uvicorn binds")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- production server and observability (cli.serve, metrics.py, logs.py) -------------------
+    log_format: Literal["json", "plain"] = Field(
+        default="json", description="json lines (production) or plain text (development)"
+    )
+    web_concurrency: int = Field(default=1, ge=1, le=64, description="server processes (serve)")
+    shutdown_timeout: float = Field(
+        default=30.0, ge=0, le=3600, description="seconds in-flight requests get at shutdown"
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="proxies whose X-Forwarded-For/-Proto are trusted"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token of GET /metrics; unset: no /metrics route"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve /metrics on this port, without a token"
+    )
     config_file: Path | None = Field(default=None, description="TOML file with the mappings")
     public_url: str | None = Field(default=None, description="URL agents reach this service at")
 
@@ -651,6 +668,21 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < _MIN_HMAC_KEY_BYTES:
             raise ValueError(f"must be at least {_MIN_HMAC_KEY_BYTES} characters long")
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_HMAC_KEY_BYTES:
+            raise ValueError(f"must be at least {_MIN_HMAC_KEY_BYTES} characters long")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_port(self) -> Settings:
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError(
+                f"{ENV_PREFIX}METRICS_PORT must differ from {ENV_PREFIX}PORT (both are {self.port})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _engine(self) -> Settings:

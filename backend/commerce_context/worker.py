@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from . import correlation
+from . import correlation, metrics
 from .audit import Audit
 from .cache import Reader
 from .commercetools import CommercetoolsClient
@@ -395,8 +395,23 @@ class Worker:
         if not held:
             log.warning("job %s: lease lost before its outcome was recorded", job.id)
             return
-        if outcome != "done":
-            log.info("job %s (%s) %s: %s", job.id, job.kind, outcome, error)
+        seconds = self.queue.clock() - job.updated_at  # updated_at is the claim's time
+        metrics.job_settled(job.kind, job.destination, outcome, seconds)
+        log.info(
+            "job %s (%s) %s%s",
+            job.id,
+            job.kind,
+            outcome,
+            f": {error}" if error else "",
+            extra={
+                "job_id": job.id,
+                "job_kind": job.kind,
+                "destination": job.destination,
+                "outcome": outcome,
+                "attempt": job.attempts,
+                "duration_ms": round(seconds * 1000, 1),
+            },
+        )
         if self.audit is not None:
             detail: dict[str, Any] = {"attempt": job.attempts, "kind": job.kind}
             if error:
