@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from commerce_context import panels
+from commerce_context.actions import ACTION_KINDS
 from commerce_context.panels import (
     deliveries,
     note_text,
@@ -306,3 +307,59 @@ def test_sidebar_strings_carry_every_language() -> None:
     assert strings["de"]["refresh"] == "Aktualisieren"
     assert strings["de"]["refreshing"] == "Wird aktualisiert…"
     assert set(strings["de"]) == set(strings["en"])
+
+
+# -- the agent actions' labels (templates/_actions.html, static/actions.js) ----------------------
+
+
+def test_every_actions_label_is_in_both_languages_with_the_same_params() -> None:
+    english = {k: v for k, v in catalog("en").items() if k.startswith("actions.")}
+    german = {k: v for k, v in catalog("de").items() if k.startswith("actions.")}
+    assert len(english) >= 30
+    assert set(german) == set(english)
+    for key, text in english.items():
+        assert german[key].strip(), key
+        assert placeholders(german[key]) == placeholders(text), key
+    # German, not English left in place (a few are the same in both, e.g. "{label}?").
+    same = {k for k in english if english[k] == german[k]}
+    assert same <= {"actions.ask.other", "actions.state.other"}, same
+    assert german["actions.title"] == "Aktionen"
+    assert german["actions.cancel.button"] == "Bestellung stornieren"
+    assert german["actions.activity.title"] == "Verlauf"
+
+
+def package_text(path: str) -> str:
+    return (files("commerce_context") / path).read_text("utf-8")
+
+
+def test_every_actions_key_the_template_and_script_use_is_in_the_catalog() -> None:
+    english = catalog("en")
+    template = package_text("templates/_actions.html")
+    used = set(re.findall(r"""\bt\(\s*["'](actions\.[a-z_.]+)["']""", template))
+    assert "actions.title" in used and "actions.refund.label" in used
+    script = package_text("static/actions.js")
+    for key in re.findall(r"""\blabel\(section,\s*"([a-z_.]+)"\s*[,)]""", script):
+        used.add(f"actions.{key}")
+    assert "actions.ask.cancel_order" in used and "actions.sending" in used
+    for key in used:
+        assert key in english or f"{key}.one" in english, key
+    # state.<job state> is built at run time: every state the server reports has its label
+    for state in ("pending", "applied", "unchanged", "failed", "cancelled", "other"):
+        assert f"actions.state.{state}" in english
+    # and so is kind.<action>: every action the server offers has its name
+    for kind in ACTION_KINDS:
+        assert f"actions.kind.{kind}" in english, kind
+    # No English sentence is left in the script: its messages all come from the catalog.
+    code = re.sub(r"/\*.*?\*/|//[^\n]*", "", script, flags=re.S)
+    assert not re.findall(r'"[A-Z][a-z]+ [a-z]+[^"]*"', code)
+
+
+def test_sidebar_strings_carry_the_actions_labels_for_actions_js() -> None:
+    strings = sidebar_strings()
+    for language in panels.LANGUAGES:
+        own = {k: v for k, v in catalog(language).items() if k.startswith("actions.")}
+        assert {k: v for k, v in strings[language].items() if k.startswith("actions.")} == own
+    assert strings["de"]["actions.confirm.back"] == "Zurück"
+    assert strings["en"]["actions.ask.create_return.other"] == "Create a return of {count} items?"
+    # sidebar.js's own labels keep their short names
+    assert strings["de"]["refresh"] == "Aktualisieren"

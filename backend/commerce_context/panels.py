@@ -283,12 +283,18 @@ def translator(language: str) -> Translator:
 
 @lru_cache(maxsize=1)
 def sidebar_strings() -> dict[str, dict[str, str]]:
-    """The `sidebar.*` labels of every language, for sidebar.js (which picks the agent's)."""
+    """The script labels of every language (#cc-strings), each script picking the agent's:
+    `sidebar.*` without its prefix for sidebar.js, `actions.*` with it for actions.js."""
     out = {}
     for language in LANGUAGES:
         t = translator(language)
-        keys = [k for k in _catalogs()[FALLBACK_LANGUAGE] if k.startswith("sidebar.")]
-        out[language] = {k.removeprefix("sidebar."): t(k) for k in keys}
+        strings: dict[str, str] = {}
+        for key in _catalogs()[FALLBACK_LANGUAGE]:
+            if key.startswith("sidebar."):
+                strings[key.removeprefix("sidebar.")] = t(key)
+            elif key.startswith("actions."):
+                strings[key] = t(key)
+        out[language] = strings
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,6 +204,44 @@ async def test_german_agent_refresh_shows_it_is_working_copy_and_screenshot(
     release.set()
     await frame.wait_for_selector('[data-action="refresh"][aria-busy="false"]:enabled')
     await page.unroute("**/zendesk/panels")
+
+    # The agent actions: German labels, and actions.js's own messages in German too (nothing
+    # is sent here: the confirmation is left with "Zurück", the refund asked is too large).
+    actions = '[data-testid="actions"]'
+    await frame.wait_for_selector(actions, timeout=15000)
+    text = await frame.text_content(actions) or ""  # as written (headings are upper-cased)
+    assert "Aktionen" in text and "Supportstatus" in text and "Verlauf" in text
+    assert "Actions" not in text and "Activity" not in text
+    status = f'{actions} form[data-cc-action="set_support_status"]'
+    await frame.click(f"{status} [data-cc-ask]")
+    confirm = f"{actions} [data-cc-confirm]"
+    await frame.wait_for_selector(confirm, state="visible")
+    chosen = await frame.eval_on_selector(f"{status} select", "s => s.value")
+    question = await frame.inner_text(f"{actions} [data-cc-question]")
+    assert question == f"Supportstatus auf \u201e{chosen}\u201c setzen?"
+    assert await frame.inner_text(f"{confirm} [data-cc-yes]") == "Bestätigen"
+    assert await frame.get_attribute(confirm, "aria-label") == "Bestätigung"
+    await frame.click(f"{confirm} [data-cc-no]")  # "Zurück"
+    await frame.wait_for_selector(confirm, state="hidden")
+    refund = f'{actions} form[data-cc-action="request_refund"]'
+    most = int(await frame.get_attribute(refund, "data-max-cents") or "0")
+    assert most > 0
+    label = await frame.inner_text(f"{refund} label")
+    euros = f"{most // 100:,}".replace(",", ".") + f",{most % 100:02d}\u00a0€"
+    assert label.strip() == f"Erstattung in EUR (höchstens {euros})"  # the store's format
+    await frame.fill(f"{refund} [name=amount]", str(most))
+    await frame.click(f"{refund} [data-cc-ask]")
+    result = f'{actions} [data-cc-result][data-state="invalid"]'
+    await frame.wait_for_selector(result)
+    assert await frame.inner_text(result) == f"Es können höchstens {euros} erstattet werden."
+    # The activity list, filled by actions.js after the render (it holds "\u2013" until then).
+    await frame.wait_for_function(
+        "() => document.querySelector('[data-cc-activity] li').textContent !== '\\u2013'"
+    )
+    for row in await frame.locator(f"{actions} [data-cc-activity] li").all_inner_texts():
+        assert row == "Noch keine Rückschreibungen oder Aktionen." or re.search(
+            r": (ausstehend…|ausgeführt|fehlgeschlagen|abgebrochen)", row
+        ), row
 
     # The order number's copy button.
     copy = f'[data-testid="order"] button[data-copy="{latest.order_number}"]'

@@ -18,6 +18,11 @@
  * order's recent writebacks and actions with their state, polled again while any is pending;
  * when one seen pending has landed, the panels are re-fetched to show the new values.
  * All text is set with textContent, never as HTML.
+ *
+ * Messages are in the language the section was rendered in (its lang attribute, the agent's
+ * Zendesk language): the `actions.*` labels of #cc-strings (translations/*.json, the same
+ * strings sidebar.js reads), English as the fallback. Amounts are formatted in the store's
+ * locale (data-cc-locale), as the panels show them. Failure reasons come from the server.
  */
 (function () {
   "use strict";
@@ -32,6 +37,78 @@
   const session = app.getAttribute("data-session") || "";
   const base = (app.getAttribute("data-actions-url") || "/zendesk/actions").replace(/\/$/, "");
   const activityUrl = app.getAttribute("data-activity-url") || "/zendesk/activity";
+
+  // ---- labels --------------------------------------------------------------------------------
+
+  let catalogs = {};
+  try {
+    const node = document.getElementById("cc-strings");
+    catalogs = (node && JSON.parse(node.textContent || "{}")) || {};
+  } catch (e) {
+    catalogs = {};
+  }
+
+  function languageOf(section) {
+    const holder = section && section.closest("[lang]");
+    const tag = (holder ? holder.getAttribute("lang") : document.documentElement.lang) || "en";
+    const language = tag.replace("_", "-").split("-")[0].toLowerCase();
+    return catalogs[language] ? language : "en";
+  }
+
+  // `actions.<key>` in the section's language, else English, else the key; {name} is replaced
+  // by params[name]; with params.count, the key's .one / .other form when there is one.
+  function label(section, key, params) {
+    const own = catalogs[languageOf(section)] || {};
+    const english = catalogs.en || {};
+    const full = "actions." + key;
+    const names = [full];
+    if (params && typeof params.count === "number") {
+      names.unshift(full + (params.count === 1 ? ".one" : ".other"));
+    }
+    let text = null;
+    for (const name of names) {
+      text = own[name] !== undefined ? own[name] : english[name] !== undefined ? english[name] : null;
+      if (text !== null) {
+        break;
+      }
+    }
+    if (text === null) {
+      text = full;
+    }
+    Object.keys(params || {}).forEach(function (name) {
+      text = text.split("{" + name + "}").join(String(params[name]));
+    });
+    return text;
+  }
+
+  function amount(section, form, cents) {
+    // As the panels show money: the store's locale, the currency's symbol.
+    const digits = parseInt(form.getAttribute("data-fraction-digits") || "2", 10);
+    const currency = form.getAttribute("data-currency") || "";
+    const value = cents / Math.pow(10, digits);
+    try {
+      return new Intl.NumberFormat(section.getAttribute("data-cc-locale") || "en-US", {
+        style: "currency",
+        currency: currency,
+        minimumFractionDigits: digits,
+        maximumFractionDigits: digits,
+      }).format(value);
+    } catch (e) {
+      return value.toFixed(digits) + " " + currency;
+    }
+  }
+
+  function jobLabel(section, job) {
+    // The server's label is English; the kind names the action in the agent's language.
+    const kind = String(job.kind || "");
+    if (kind.indexOf("action.") === 0) {
+      const key = "kind." + kind.slice("action.".length);
+      const text = label(section, key);
+      return text === "actions." + key ? job.label : text;
+    }
+    const field = /^Update (.+)$/.exec(job.label || "");
+    return kind === "writeback" && field ? label(section, "kind.writeback", { field: field[1] }) : job.label;
+  }
 
   function headers(json) {
     const h = { Authorization: "Bearer " + session, Accept: "application/json" };
@@ -66,38 +143,39 @@
 
   // ---- building a request from a form ------------------------------------------------------
 
-  function build(form) {
+  function build(section, form) {
     const action = form.getAttribute("data-cc-action");
-    const label = form.getAttribute("data-label") || action;
     const body = { action: action };
-    let question = label + "?";
+    let question = label(section, "ask.other", { label: form.getAttribute("data-label") || action });
     if (action === "set_support_status" || action === "set_internal_note") {
       const input = form.querySelector("[name=value]");
       const value = input ? input.value.trim() : "";
       if (!value) {
-        return { error: "Enter a value first." };
+        return { error: label(section, "invalid.value") };
       }
       body.value = value;
       question =
         action === "set_support_status"
-          ? "Set the support status to \u201c" + value + "\u201d?"
-          : "Save this internal note on the order?";
+          ? label(section, "ask.set_support_status", { value: value })
+          : label(section, "ask.set_internal_note");
+    } else if (action === "cancel_order") {
+      question = label(section, "ask.cancel_order", {
+        number: section.getAttribute("data-cc-order-number") || "",
+      });
     } else if (action === "request_refund") {
       const digits = parseInt(form.getAttribute("data-fraction-digits") || "2", 10);
       const max = parseInt(form.getAttribute("data-max-cents") || "0", 10);
       const input = form.querySelector("[name=amount]");
-      const amount = input ? Number(String(input.value).replace(",", ".")) : NaN;
-      const cents = Math.round(amount * Math.pow(10, digits));
-      if (!isFinite(amount) || cents <= 0) {
-        return { error: "Enter the amount to refund." };
+      const asked = input ? Number(String(input.value).replace(",", ".")) : NaN;
+      const cents = Math.round(asked * Math.pow(10, digits));
+      if (!isFinite(asked) || cents <= 0) {
+        return { error: label(section, "invalid.amount") };
       }
       if (cents > max) {
-        return { error: "At most " + (max / Math.pow(10, digits)).toFixed(digits) + " can be refunded." };
+        return { error: label(section, "invalid.at_most", { amount: amount(section, form, max) }) };
       }
       body.amount_cents = cents;
-      question =
-        "Request a refund of " + (cents / Math.pow(10, digits)).toFixed(digits) + " " +
-        (form.getAttribute("data-currency") || "") + "? The payment provider carries it out.";
+      question = label(section, "ask.request_refund", { amount: amount(section, form, cents) });
     } else if (action === "create_return") {
       const items = [];
       form.querySelectorAll("input[name=qty]").forEach(function (input) {
@@ -107,7 +185,7 @@
         }
       });
       if (!items.length) {
-        return { error: "Choose a quantity to return." };
+        return { error: label(section, "invalid.quantity") };
       }
       body.items = items;
       const comment = form.querySelector("[name=comment]");
@@ -117,7 +195,7 @@
       const count = items.reduce(function (n, item) {
         return n + item.quantity;
       }, 0);
-      question = "Create a return of " + count + " item(s)?";
+      question = label(section, "ask.create_return", { count: count });
     }
     return { body: body, question: question };
   }
@@ -128,7 +206,7 @@
   const seenPending = new Set(); // job ids shown as pending in the activity list
 
   function ask(section, form) {
-    const built = build(form);
+    const built = build(section, form);
     if (built.error) {
       show(section, "invalid", built.error);
       return;
@@ -157,7 +235,7 @@
     }
   }
 
-  async function errorText(response) {
+  async function errorText(section, response) {
     try {
       const body = await response.json();
       if (body && body.error && body.error.message) {
@@ -166,7 +244,7 @@
     } catch (e) {
       // not JSON
     }
-    return "The server answered " + response.status + ".";
+    return label(section, "error.status", { status: response.status });
   }
 
   async function send(section, body) {
@@ -180,7 +258,7 @@
     if (role) {
       body.role = role;
     }
-    show(section, "sending", "Sending\u2026");
+    show(section, "sending", label(section, "sending"));
     let response;
     try {
       response = await fetch(base, {
@@ -192,32 +270,35 @@
       });
     } catch (e) {
       // Nothing is lost by trying again: the same request id is the same job.
-      show(section, "failed", "Could not reach the server. Try again.");
+      show(section, "failed", label(section, "error.network"));
       return;
     }
     if (response.status !== 202) {
-      show(section, "failed", await errorText(response));
+      show(section, "failed", await errorText(section, response));
       return;
     }
     const job = await response.json();
     follow(section, job, 0);
   }
 
-  function describe(job) {
-    if (job.state === "pending") {
-      return job.label + ": pending\u2026";
+  function describe(section, job) {
+    const name = jobLabel(section, job);
+    if (job.state === "pending" || job.state === "cancelled") {
+      return label(section, "state." + job.state, { label: name });
     }
     if (job.state === "applied") {
-      return job.label + ": applied" + (job.outcome === "unchanged" ? " (already so)" : "") + ".";
+      const key = job.outcome === "unchanged" ? "state.unchanged" : "state.applied";
+      return label(section, key, { label: name });
     }
     if (job.state === "failed") {
-      return job.label + ": failed \u2013 " + (job.reason || "unknown reason") + ".";
+      const reason = job.reason || label(section, "reason.unknown");
+      return label(section, "state.failed", { label: name, reason: reason });
     }
-    return job.label + ": " + job.state + ".";
+    return label(section, "state.other", { label: name, state: job.state });
   }
 
   function follow(section, job, polls) {
-    show(section, job.state, describe(job));
+    show(section, job.state, describe(section, job));
     if (job.state === "applied") {
       const refresh = app.querySelector('[data-action="refresh"]');
       if (refresh) {
@@ -235,7 +316,7 @@
           cache: "no-store",
         });
         if (!response.ok) {
-          show(section, "failed", await errorText(response));
+          show(section, "failed", await errorText(section, response));
           return;
         }
         follow(section, await response.json(), polls + 1);
@@ -277,13 +358,13 @@
       const li = document.createElement("li");
       li.setAttribute("data-state", job.state);
       li.setAttribute("data-kind", job.kind);
-      li.textContent = describe(job);
+      li.textContent = describe(section, job);
       return li;
     });
     if (!rows.length) {
       const li = document.createElement("li");
       li.className = "muted";
-      li.textContent = "No writebacks or actions yet.";
+      li.textContent = label(section, "activity.empty");
       rows.push(li);
     }
     list.replaceChildren.apply(list, rows);
