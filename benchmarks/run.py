@@ -57,6 +57,8 @@ from engine import in_child as engine_benchmarks
 from engine import render as render_engine
 from report import FLOOR, HIT, HIT_REDIS, HIT_RENDER, Run, render
 from rest_view import rest_ticket_view
+from tidio import in_child as tidio_benchmarks
+from tidio import render as render_tidio
 from upstream import LatencyTransport, Traffic
 from writeback import in_child as writeback_benchmarks
 from writeback import render as render_writeback
@@ -658,6 +660,8 @@ async def main(quick: bool) -> None:
             results["engine"] = await engine_benchmarks(quick)
             log("writeback: webhook-to-writeback latency (benchmarks/writeback.py, own process)")
             results["writeback"] = await writeback_benchmarks(quick)
+            log("tidio: the Tidio contact sync (benchmarks/tidio.py, in its own process)")
+            results["tidio"] = await tidio_benchmarks(quick)
     finally:
         await purge_redis(project)  # the Redis-store servers' entries
         cleanup()
@@ -678,6 +682,7 @@ async def main(quick: bool) -> None:
     )
     text = render(results, run).rstrip("\n") + "\n\n" + "\n".join(render_engine(results["engine"]))
     text = text.rstrip("\n") + "\n\n" + "\n".join(render_writeback(results["writeback"]))
+    text = text.rstrip("\n") + "\n\n" + "\n".join(render_tidio(results["tidio"]))
     print(text)
     if not quick:
         DOC.write_text(text, encoding="utf-8")

@@ -71,6 +71,7 @@ __all__ = [
     "enqueue_cart",
     "enqueue_for_events",
     "enqueue_order",
+    "enqueue_push",
     "order_context",
     "push",
 ]
@@ -201,6 +202,41 @@ async def enqueue_for_events(queue: Queue, settings: Settings, events: Iterable[
     return count
 
 
+async def enqueue_push(
+    queue: Queue,
+    settings: Settings,
+    *,
+    distinct_id: str,
+    group: str,
+    values: Mapping[str, Any],
+    key: str,
+    email: str | None = None,
+    customer_id: str | None = None,
+    delay: float | None = None,
+    correlation_id: str | None = None,
+) -> Job:
+    """Properties of one group (`order`, `cart`, `idle`) for the shopper's contact, coalesced
+    per contact and group (latest values win), sent after `CC_TIDIO_BATCH_WINDOW`."""
+    payload = {
+        "distinct_id": distinct_id,
+        "group": group,
+        "values": dict(values),
+        "at": time.time(),
+        "email": email,
+        "customer_id": customer_id,
+    }
+    return await queue.enqueue(
+        PUSH_KIND,
+        payload,
+        key=f"tidio:push:{distinct_id}:{group}:{key}",
+        destination="tidio",
+        coalesce=f"tidio:push:{distinct_id}:{group}",
+        delay=settings.tidio_batch_window if delay is None else delay,
+        correlation_id=correlation_id,
+        source=SOURCE,
+    )
+
+
 async def _enqueue_push(
     ctx: JobContext,
     *,
@@ -211,24 +247,17 @@ async def _enqueue_push(
     customer_id: str | None = None,
     delay: float | None = None,
 ) -> Job:
-    at = time.time()
-    payload = {
-        "distinct_id": distinct_id,
-        "group": group,
-        "values": dict(values),
-        "at": at,
-        "email": email,
-        "customer_id": customer_id,
-    }
-    return await ctx.queue.enqueue(
-        PUSH_KIND,
-        payload,
-        key=f"tidio:push:{distinct_id}:{group}:{ctx.job.key}",
-        destination="tidio",
-        coalesce=f"tidio:push:{distinct_id}:{group}",
-        delay=ctx.settings.tidio_batch_window if delay is None else delay,
+    return await enqueue_push(
+        ctx.queue,
+        ctx.settings,
+        distinct_id=distinct_id,
+        group=group,
+        values=values,
+        key=ctx.job.key,
+        email=email,
+        customer_id=customer_id,
+        delay=delay,
         correlation_id=ctx.job.correlation_id,
-        source=SOURCE,
     )
 
 
@@ -551,30 +580,36 @@ async def push(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] | Non
 
 
 async def _with_absorbed(ctx: JobContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """This push plus the other queued ones (up to 100 contacts). The absorbed payloads are
-    kept in the ledger before their jobs are cancelled, so a crash in between loses nothing."""
+    """This push plus the other queued ones (up to 100 contacts).
+
+    The absorbed jobs' ids go to the ledger first, so a crash before they are sent loses
+    nothing (the re-run reads them again). Each is cancelled *before* its payload is read: a
+    queued job takes newer values until then (coalescing), a cancelled one no longer, so the
+    values sent are the newest ones. A job another worker claimed meanwhile is left to it."""
     key = f"tidio:absorbed:{ctx.job.key}"
     done = await ctx.ledger.done(key)
     if done is not None:
-        return [payload, *done.get("entries", [])]
-    absorbed: list[dict[str, Any]] = []
-    jobs: list[Job] = []
-    contacts = {payload.get("distinct_id")}
-    for job in await ctx.queue.list(state="queued", kind=PUSH_KIND, limit=1000):
-        if job.id == ctx.job.id or "contacts" in job.payload:
-            continue
-        distinct = job.payload.get("distinct_id")
-        if distinct not in contacts and len(contacts) >= MAX_BATCH:
-            continue
-        contacts.add(distinct)
-        absorbed.append(job.payload)
-        jobs.append(job)
-    await ctx.ledger.record(key, {"entries": absorbed})
-    for job in jobs:
-        # Claimed by another worker meanwhile: it sends the same latest values, harmlessly.
-        with contextlib.suppress(CommerceContextError):
-            await ctx.queue.cancel(job.id)
-    return [payload, *absorbed]
+        ids = [str(i) for i in done.get("jobs", [])]
+    else:
+        ids = []
+        contacts = {payload.get("distinct_id")}
+        for job in await ctx.queue.list(state="queued", kind=PUSH_KIND, limit=1000):
+            if job.id == ctx.job.id or "contacts" in job.payload:
+                continue
+            distinct = job.payload.get("distinct_id")
+            if distinct not in contacts and len(contacts) >= MAX_BATCH:
+                continue
+            contacts.add(distinct)
+            ids.append(job.id)
+        await ctx.ledger.record(key, {"jobs": ids})
+    entries = [payload]
+    for job_id in ids:
+        with contextlib.suppress(CommerceContextError):  # claimed meanwhile, or cancelled
+            await ctx.queue.cancel(job_id)
+        absorbed = await ctx.queue.get(job_id)
+        if absorbed is not None and absorbed.state == "cancelled":
+            entries.append(absorbed.payload)
+    return entries
 
 
 async def _resolve(
