@@ -222,3 +222,30 @@ async def test_the_panel_link_shows_the_right_cart_and_orders(
 
 def test_the_snippet_stays_small() -> None:
     assert SNIPPET.stat().st_size < 8 * 1024
+
+
+TCF_STUB = """
+window.__tcfapi = function (command, version, callback) {
+  if (command !== "addEventListener") return;
+  setTimeout(function () {
+    callback({eventStatus: "useractioncomplete", gdprApplies: true,
+              purpose: {consents: {1: %s}}, vendor: {consents: {}}}, true);
+  }, 50);
+};
+"""
+
+
+@pytest.mark.parametrize("granted", [True, False])
+async def test_iab_tcf_consent_starts_the_chat_only_when_granted(
+    page: Page, shop: Shop, granted: bool
+) -> None:
+    await page.add_init_script(TCF_STUB % ("true" if granted else "false"))
+    await page.goto(f"{shop.url}/demo/shop")
+    if granted:
+        rec = await ready(page)  # no click on the page's own banner
+        assert rec["loads"] == 1
+    else:
+        await page.wait_for_timeout(800)
+        assert await page.evaluate("typeof window.tidioChatApi") == "undefined"
+        assert await page.evaluate("document.querySelector('script[data-cc-tidio]') === null")
+        assert not shop.fake.contacts
