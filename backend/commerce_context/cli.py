@@ -1,6 +1,8 @@
 """The `commerce-context` command (also `python -m commerce_context`).
 
-    commerce-context serve          run the service with settings from the environment
+    commerce-context serve          run the service with settings from the environment: uvicorn
+                                    with uvloop and httptools, --workers N (CC_WEB_CONCURRENCY),
+                                    graceful stop on SIGTERM (docs/operations.md)
     commerce-context demo           run the embedded demo: emulator, GraphQL, seed data, service
     commerce-context check-config   validate the settings and print them (secrets hidden)
     commerce-context worker         run job workers without the web server
