@@ -68,7 +68,7 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "worker":
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)  # JSON lines by default
         return asyncio.run(run_worker(settings))
     if args.command == "jobs":
         return asyncio.run(_jobs(settings, args))
