@@ -4,6 +4,7 @@ says, against the seeded emulator, the real job database and real HTTP on a metr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
@@ -283,6 +284,13 @@ async def test_metrics_on_a_port_of_their_own_need_no_token() -> None:
             >= 1
         )
         assert (await scraper.get("/other")).status_code == 404
+        # A request head over 8 KiB gets no answer, just a closed connection.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
+        await writer.drain()
+        with contextlib.suppress(ConnectionResetError):  # closed with unread bytes: a reset
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
         assert (await scraper.post("/metrics")).status_code == 404
         # The main port does not serve them.
         assert (await client.get("/metrics", headers=AUTH)).status_code == 404

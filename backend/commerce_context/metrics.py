@@ -366,7 +366,8 @@ class Metrics:
         if self.port is None:
             yield None
             return
-        server = await asyncio.start_server(self._answer, host, self.port)
+        # A request head longer than 8 KiB is dropped (LimitOverrunError in _answer).
+        server = await asyncio.start_server(self._answer, host, self.port, limit=8192)
         try:
             yield int(server.sockets[0].getsockname()[1])
         finally:
