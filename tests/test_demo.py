@@ -3,6 +3,7 @@ real process the way `make run` starts it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -37,6 +38,46 @@ async def test_demo_page_shows_live_data(harness: Harness, ct_settings: Settings
     assert page.select('a[href^="/demo/zendesk?ticket="]')
     assert any("DE-1004" in s.text for s in shoppers)  # a guest order is listed
     assert ready.status_code == 200
+
+
+async def test_demo_ticket_page_presents_the_agent_in_the_chosen_language(
+    harness: Harness, ct_settings: Settings
+) -> None:
+    app = create_app(ct_settings, demo=build_demo(harness, DemoZendesk.generate()))
+    async with app_client(app) as client:
+        index = BeautifulSoup((await client.get("/")).text, "html.parser")
+        link = index.select_one('a[data-testid="german-agent"]')
+        assert link is not None and str(link["href"]).endswith("&locale=de")
+        german = await client.get(str(link["href"]))
+        english = await client.get("/demo/zendesk?ticket=1")
+        regional = await client.get("/demo/zendesk?ticket=4&locale=de_CH")
+        bad = [
+            await client.get("/demo/zendesk", params={"ticket": "1", "locale": value})
+            for value in ("<script>", "", "d", "de-" + "x" * 40)
+        ]
+
+    def agent(response: httpx.Response) -> dict[str, object]:
+        assert response.status_code == 200, response.text
+        page = BeautifulSoup(response.text, "html.parser")
+        data = page.select_one("#agent-data")
+        assert data is not None
+        # the ticket list keeps the agent's language from ticket to ticket
+        locale = response.url.params.get("locale")
+        links = page.select("nav > a[href^='?ticket=']")
+        assert len(links) >= 6
+        for a in links:
+            assert str(a["href"]).endswith(f"&locale={locale}") == bool(locale), a
+        parsed: dict[str, object] = json.loads(data.get_text())
+        return parsed
+
+    assert agent(german)["locale"] == "de"
+    assert agent(english)["locale"] == "en-US"
+    assert agent(regional)["locale"] == "de_CH"
+    assert agent(german)["name"] == agent(english)["name"] == "Agent Smith"
+    for response in bad:
+        assert response.status_code == 400, response.text
+        assert "locale must be a language tag" in response.text
+        assert "Traceback" not in response.text
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ Nothing here is mounted outside the demo: `create_app(..., demo=None)` in produc
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import queries, views
 from .commercetools import CommercetoolsClient
-from .exceptions import NotFound
+from .exceptions import BadRequest, NotFound
 
 __all__ = ["Demo", "DemoZendesk", "index", "zendesk_ticket", "zendesk_token"]
 
@@ -114,6 +115,17 @@ async def index(request: Request) -> Response:
     return response
 
 
+# The agent the simulated ticket page presents to the app (ZAF `currentUser`).
+DEMO_AGENT = {
+    "id": 9001,
+    "name": "Agent Smith",
+    "email": "agent@example.com",
+    "role": "agent",
+    "locale": "en-US",
+}
+_AGENT_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}")
+
+
 async def zendesk_ticket(request: Request) -> Response:
     """A simulated Zendesk ticket page hosting the real sidebar in an iframe."""
     demo = _demo(request)
@@ -121,6 +133,11 @@ async def zendesk_ticket(request: Request) -> Response:
     ticket = next((t for t in demo.tickets if str(t["id"]) == number), None)
     if ticket is None:
         raise NotFound(f"The demo has no ticket {number}.")
+    # The simulated agent's Zendesk language (`&locale=de`): the sidebar follows it.
+    locale = request.query_params.get("locale")
+    if locale is not None and not _AGENT_LOCALE.fullmatch(locale):
+        raise BadRequest("locale must be a language tag such as de or en-US.")
+    agent = {**DEMO_AGENT, "locale": locale or DEMO_AGENT["locale"]}
     # The ticket as Zendesk's framework exposes it to apps (client.get paths).
     host_ticket = {
         "id": ticket["id"],
@@ -134,6 +151,8 @@ async def zendesk_ticket(request: Request) -> Response:
         "tickets": demo.tickets,
         "host_ticket": host_ticket,
         "subdomain": demo.zendesk.subdomain,
+        "agent": agent,
+        "agent_locale": locale,
     }
     response: Response = request.state.templates.TemplateResponse(
         request, "demo_ticket.html", context

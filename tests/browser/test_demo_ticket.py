@@ -43,6 +43,30 @@ async def test_demo_ticket_page_shows_the_live_sidebar(
         shutil.copyfile(artifacts / "demo-ticket-4.png", DOCS / "demo-zendesk-ticket.png")
 
 
+async def test_demo_ticket_page_as_a_german_agent(page: Page, demo_site: str) -> None:
+    # The demo home's link: the simulated Zendesk presents an agent whose language is German.
+    await page.goto(f"{demo_site}/")
+    await page.click('a[data-testid="german-agent"]')
+    await page.wait_for_url("**/demo/zendesk?ticket=*&locale=de")
+    await page.wait_for_selector('iframe[name="app_commerce-context_ticket_sidebar"]')
+    frame = page.frame(name="app_commerce-context_ticket_sidebar")
+    assert frame is not None
+    await frame.wait_for_selector("#panels .panel", timeout=20000)
+    assert await frame.get_attribute("html", "lang") == "de"
+    assert await frame.inner_text('[data-action="refresh"]') == "Aktualisieren"
+    text = await frame.text_content("#panels") or ""
+    assert "Letzte Bestellungen" in text and "Recent orders" not in text
+    assert "Aktionen" in text and "Verlauf" in text and "Activity" not in text
+    # Another ticket from the list keeps the agent's language.
+    await page.click('nav > a[href^="?ticket=4"]')
+    await page.wait_for_url("**/demo/zendesk?ticket=4&locale=de")
+    await page.wait_for_selector('iframe[name="app_commerce-context_ticket_sidebar"]')
+    frame = page.frame(name="app_commerce-context_ticket_sidebar")
+    assert frame is not None
+    await frame.wait_for_selector('[data-testid="order"]', timeout=20000)
+    assert "Bestellung DE-1003" in await frame.inner_text('[data-testid="order"]')
+
+
 async def test_unknown_demo_ticket_is_a_404(page: Page, demo_site: str) -> None:
     response = await page.goto(f"{demo_site}/demo/zendesk?ticket=999")
     assert response is not None and response.status == 404
