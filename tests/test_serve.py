@@ -198,3 +198,38 @@ def test_metrics_port_and_several_processes_do_not_mix(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "CC_METRICS_PORT cannot be shared" in result.stderr
+
+
+async def test_several_server_processes_each_build_the_app(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = serve_env(tmp_path, port, "http://127.0.0.1:9", CC_WORKER_IN_PROCESS="false")
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: ASYNC220  (Popen returns at once)
+            [sys.executable, "-m", "commerce_context", "serve", "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def both_started() -> bool:
+            assert process.poll() is None, log.read_text()
+            return log.read_text().count("Application startup complete") == 2
+
+        await eventually(both_started, within=60, what="two server processes")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(4):
+                assert (await client.get("/healthz")).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(asyncio.to_thread(process.wait), 45)
+        assert exit_code in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    started = [line for line in lines if "Started server process" in line["message"]]
+    assert len(started) == 2  # one app per process, each built from the environment
+    assert sum("Application shutdown complete" in line["message"] for line in lines) == 2
