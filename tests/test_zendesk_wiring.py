@@ -383,3 +383,236 @@ def _shared(fake: FakeZendesk, customer_id: str) -> bool:
     """A customer sharing its email with an older one is kept in the other ids field."""
     others = (str(u["user_fields"].get("cc_other_ids") or "") for u in fake.users.values())
     return any(customer_id in ids.split() for ids in others)
+
+
+# -- 6. faults: a real worker process killed mid-batch -------------------------------------------
+
+
+class TicketWrites:
+    """In front of the fake Zendesk: every ticket update, its custom fields and its answer,
+    in the order the fake answered them (a stale write landing late shows up here)."""
+
+    def __init__(self, fake: FakeZendesk) -> None:
+        self.fake = fake
+        self.log: list[tuple[int, dict[int, Any], int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "PUT" or "/tickets/" not in scope["path"]:
+            await self.fake(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        fields = {
+            f["id"]: f.get("value")
+            for f in (json.loads(body).get("ticket") or {}).get("custom_fields") or []
+        }
+        ticket_id = int(scope["path"].rstrip("/").split("/")[-1].removesuffix(".json"))
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.log.append((ticket_id, fields, int(message["status"])))
+            await send(message)
+
+        await self.fake(scope, replay, watch)
+
+    def log_of(self, ticket_id: int) -> list[tuple[dict[int, Any], int]]:
+        return [(fields, status) for tid, fields, status in self.log if tid == ticket_id]
+
+    def applied(self, ticket_id: int, field_id: int) -> list[Any]:
+        """The values of one field that the fake accepted, in order."""
+        return [
+            fields[field_id]
+            for tid, fields, status in self.log
+            if tid == ticket_id and status == 200 and field_id in fields
+        ]
+
+
+def worker_env(wired: Wired, tmp_path: Path, concurrency: int) -> dict[str, str]:
+    import os
+
+    from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+    settings = wired.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CC_")}
+    env.update(
+        CC_CT_PROJECT_KEY=wired.harness.project_key,
+        CC_CT_CLIENT_ID=DEMO_CLIENT_ID,
+        CC_CT_CLIENT_SECRET=DEMO_CLIENT_SECRET,
+        CC_CT_API_URL=wired.harness.api_url,
+        CC_CT_AUTH_URL=wired.harness.api_url,
+        CC_CONFIG_FILE=str(settings.config_file),
+        CC_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",  # as write_settings sets it
+        CC_STATE_PATH=str(tmp_path / "worker-state.sqlite3"),
+        CC_ZENDESK_API_URL=str(settings.zendesk_api_url),
+        CC_ZENDESK_API_EMAIL=EMAIL,
+        CC_ZENDESK_API_TOKEN=TOKEN,
+        CC_ZENDESK_ORDER_FIELD_ID=str(ORDER_FIELD),
+        CC_RATE_LIMITS='{"commercetools": "1000/s"}',
+        CC_JOBS_LEASE="1",
+        CC_JOBS_POLL_INTERVAL="0.05",
+        CC_JOBS_BACKOFF_BASE="0.1",
+        CC_JOBS_BACKOFF_MAX="0.5",
+        CC_WORKER_CONCURRENCY=str(concurrency),
+        CC_WORKER_IN_PROCESS="false",
+        CC_LOG_LEVEL="warning",
+    )
+    return env
+
+
+@contextlib.asynccontextmanager
+async def worker_process(env: dict[str, str], log: Path) -> AsyncIterator[Any]:
+    """`commerce-context worker`: the production worker command, in a process of its own."""
+    import sys
+
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "commerce_context", "worker", env=env, stdout=out, stderr=out
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def offline(harness: Harness, tmp_path: Path) -> AsyncIterator[tuple[Wired, TicketWrites]]:
+    """The app without its in-process worker (the worker processes run the jobs), and the fake
+    Zendesk behind the ticket-write recorder."""
+    from commerce_context.emulator.harness import serve
+
+    fake = FakeZendesk(email=EMAIL, api_token=TOKEN)
+    writes = TicketWrites(fake)
+    path = tmp_path / "mappings.toml"
+    path.write_text(CONFIG)
+    async with serve(writes) as url:
+        settings = write_settings(
+            harness, tmp_path, config_file=str(path), zendesk_api_url=url,
+            zendesk_api_email=EMAIL, zendesk_api_token=TOKEN,
+            zendesk_order_field_id=ORDER_FIELD, worker_in_process=False,
+        )  # fmt: skip
+        async with httpx.AsyncClient(timeout=10) as plain:
+            yield Wired(plain, settings, fake, Api(plain, harness), harness), writes
+        await fake.idle()
+
+
+async def test_a_worker_killed_mid_batch_leaves_every_user_right_and_created_once(
+    offline: tuple[Wired, TicketWrites], tmp_path: Path
+) -> None:
+    import signal
+
+    from commerce_context.zendesk_sync import CUSTOMERS_KIND, enqueue_customers
+
+    wired, _ = offline
+    customers = [await wired.customer(_email(f"killed{i}")) for i in range(5)]
+    ids = [c["id"] for c in customers]
+    wired.fake.job_delay = 1.5  # the Zendesk job is still running when the worker dies
+    async with open_engine(wired.settings) as engine:
+        (job,) = await enqueue_customers(engine.queue, ids, key="test:killed-batch")
+        env = worker_env(wired, tmp_path, concurrency=4)
+        async with worker_process(env, tmp_path / "first.log") as first:
+            await eventually(
+                lambda: wired.fake.count("POST", "/api/v2/users/create_or_update_many") == 1,
+                "the batch submitted to Zendesk",
+            )
+            first.send_signal(signal.SIGKILL)  # mid-batch: submitted, not yet polled to its end
+            assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
+        held = await engine.queue.get(job.id)
+        assert held is not None and held.state == "running"  # its lease will expire
+        async with worker_process(env, tmp_path / "second.log"):
+            await eventually(lambda: _done(engine.queue, job.id), "the re-run")
+        done = await engine.queue.get(job.id)
+        assert done is not None and done.attempts == 2 and done.result is not None
+        assert done.result["created"] == 5
+        # The re-run polled the Zendesk job the dead worker had submitted: no second batch.
+        assert wired.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
+        assert len(wired.fake.users) == 5
+        for customer in customers:
+            user = wired.fake.user_by_external_id(customer["id"])
+            assert user is not None and user["email"] == customer["email"]
+            rows = await engine.audit.query(customer=customer["id"])
+            assert [r.outcome for r in rows] == ["created"]  # recorded once
+        assert await engine.queue.list(state="dead", kind=CUSTOMERS_KIND) == []
+
+
+async def test_a_worker_killed_mid_write_never_leaves_a_stale_ticket_value(
+    offline: tuple[Wired, TicketWrites], tmp_path: Path
+) -> None:
+    import signal
+
+    from commerce_context.zendesk_sync import enqueue_order
+
+    wired, writes = offline
+    order = await wired.api.create_order(charged=False, shipment_state="Ready")
+    number = order["orderNumber"]
+    tickets = [wired.fake.add_ticket(f"T{i}", custom_fields={ORDER_FIELD: number}) for i in (1, 2)]
+    # One job at a time: the search, ticket 1 read, ticket 1 write (held 6 s), ...
+    wired.fake.inject("latency", count=2, seconds=0.0)
+    wired.fake.inject("latency", count=1, seconds=6.0)
+    async with open_engine(wired.settings) as engine:
+        await enqueue_order(engine.queue, order["id"], version=order["version"])
+        env = worker_env(wired, tmp_path, concurrency=1)
+        async with worker_process(env, tmp_path / "first.log") as first:
+            await eventually(
+                lambda: wired.fake.count("PUT", "/api/v2/tickets/") == 1, "the first write sent"
+            )
+            first.send_signal(signal.SIGKILL)  # the write is in flight; its answer is lost
+            assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
+        # Meanwhile the order ships, and its event arrives.
+        shipped = await wired.api.post(
+            "OrderUpdate",
+            f"/orders/{order['id']}",
+            {"version": order["version"],
+             "actions": [{"action": "changeShipmentState", "shipmentState": "Shipped"}]},
+        )  # fmt: skip
+        await enqueue_order(engine.queue, order["id"], version=shipped["version"])
+        async with worker_process(env, tmp_path / "second.log"):
+            await eventually(lambda: _settled(engine.queue), "every job settled")
+            await eventually(
+                lambda: all(
+                    wired.fake.field_value(t["id"], SHIPMENT) == "Shipped" for t in tickets
+                ),
+                "both tickets shipped",
+            )
+        # The dead worker's write is answered too (it was held; it lands or is refused late).
+        await eventually(
+            lambda: len(writes.log) == wired.fake.count("PUT", "/api/v2/tickets/"),
+            "every ticket write answered",
+        )
+        assert await engine.queue.list(state="dead") == []
+    # The write in flight when the worker died (Ready) was either applied before the fresh one
+    # (then overwritten) or, arriving after it, refused: its safe update carries the stamp of a
+    # ticket that has changed since. Held 6 s, it normally arrives after.
+    stale = [s for fields, s in writes.log_of(tickets[0]["id"]) if fields[SHIPMENT] == "Ready"]
+    assert stale in ([409], [200])
+    for ticket in tickets:
+        assert wired.fake.field_value(ticket["id"], SHIPMENT) == "Shipped"
+        applied = writes.applied(ticket["id"], SHIPMENT)
+        # Never a stale value after the fresh one, and no value written twice.
+        assert applied[-1] == "Shipped"
+        assert "Ready" not in applied[applied.index("Shipped") :]
+        assert len(applied) == len(set(applied))
+        assert wired.fake.tickets[ticket["id"]]["status"] == "open"
+
+
+async def _done(queue: Any, job_id: str) -> bool:
+    job = await queue.get(job_id)
+    return job is not None and job.state == "done"
+
+
+async def _settled(queue: Any) -> bool:
+    counts = await queue.counts()
+    return counts["queued"] == 0 and counts["running"] == 0
