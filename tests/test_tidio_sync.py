@@ -32,6 +32,7 @@ from commerce_context.stores import MemoryStore
 from commerce_context.tidio import Contacts, Shopper, distinct_id
 from commerce_context.tidio_sync import (
     CART_IDLE_KIND,
+    CART_NOTIFICATIONS,
     PROPERTIES,
     PUSH_KIND,
     TIDIO_CART,
@@ -379,6 +380,12 @@ async def test_the_snippets_cart_notification_and_events_on_the_service(
             assert "cc_cart" not in tampered.text
             malformed = await client.post("/tidio/cart", content=b"[1]")
             assert malformed.status_code == 400
+            for _ in range(CART_NOTIFICATIONS - 1):  # the first one above counts too
+                assert (
+                    await client.post("/tidio/cart", json={"visitor_token": token})
+                ).status_code == 200
+            limited = await client.post("/tidio/cart", json={"visitor_token": token})
+            assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
             pushed = await client.post(
                 "/commercetools/events",
                 json={

@@ -46,7 +46,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import correlation, queries, tidio
-from .exceptions import BadRequest, CommerceContextError, NotFound, UpstreamRejected
+from .exceptions import (
+    BadRequest,
+    CommerceContextError,
+    NotFound,
+    TooManyRequests,
+    UpstreamRejected,
+)
 from .jobs import Job, Permanent, Queue
 from .limits import parse_json, read_body
 from .links import Binding, LinkKeys, panel_url
@@ -84,6 +90,7 @@ CART_IDLE_KIND = "tidio.cart_idle"
 PUSH_KIND = "tidio.push"
 SOURCE = "worker"
 MAX_MESSAGE_BYTES = 4 * 1024
+CART_NOTIFICATIONS, CART_WINDOW = 30, 60.0  # per visitor token: a busy shopper's cart page
 ORDERS_PER_SHOPPER = 500  # orders counted for order_count and total_spent
 DEFINITIONS_TTL = 600.0  # seconds Tidio's property definitions are trusted
 # The contact properties this sync writes, with the type to create each with in Tidio.
@@ -751,6 +758,12 @@ async def cart_notification(request: Request) -> Response:
         raise BadRequest('Send {"visitor_token": "…"} as returned by POST /tidio/identify.')
     link = state.keys.verify(body["visitor_token"], kind="visitor")
     await state.revocations.check(link)
+    # Each notification reads commercetools: bounded per visitor token.
+    count, left = await request.state.store.count(
+        f"tidio-cart:{link.kid}:{link.link_id}", CART_WINDOW
+    )
+    if count > CART_NOTIFICATIONS:
+        raise TooManyRequests("Too many cart notifications; try again shortly.", retry_after=left)
     binding = link.binding
     payload: dict[str, Any] = {
         "customer_id": binding.customer_id,
