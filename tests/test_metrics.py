@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
+from commerce_context import metrics
 from commerce_context.app import create_app
 from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness, demo_settings
@@ -307,3 +308,50 @@ def test_two_apps_in_one_process_have_their_own_registries() -> None:
         text = generate_latest(app.state.metrics.registry).decode()
         assert "# TYPE cc_jobs_settled_total counter" in text
         assert "# TYPE cc_cache_reads_total counter" in text
+
+
+async def test_upstream_requests_are_named_by_destination_and_outcome() -> None:
+    settings = make_settings(
+        metrics_token=TOKEN,
+        zendesk_subdomain="acme",
+        zendesk_installation_id=1,
+        zendesk_app_id=2,
+        session_secret="s" * 40,
+        zendesk_api_url="http://127.0.0.1:8401",
+        tidio_api_url="http://127.0.0.1:8402",
+    )
+    names = metrics.destinations(settings)
+    assert names["127.0.0.1:8401"] == "zendesk" and names["acme.zendesk.com"] == "zendesk"
+    assert names["127.0.0.1:8402"] == "tidio"
+    assert names["api.europe-west1.gcp.commercetools.com"] == "commercetools"
+    assert names["auth.europe-west1.gcp.commercetools.com"] == "commercetools"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/down":
+            raise httpx.ConnectError("refused")
+        return httpx.Response(int(request.url.path.strip("/")))
+
+    registry = metrics.Metrics(settings)
+    transport = metrics.MeteredTransport(httpx.MockTransport(answer), registry, names)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for target in (
+            "http://127.0.0.1:8401/200",
+            "http://127.0.0.1:8401/429",
+            "http://127.0.0.1:8402/503",
+            "http://127.0.0.1:8402/422",
+            "http://elsewhere.example/204",
+        ):
+            await client.get(target)
+        with pytest.raises(httpx.ConnectError):
+            await client.get("https://acme.zendesk.com/down")
+    samples = parse(generate_latest(registry.registry).decode())
+    count = "cc_upstream_requests_total"
+    assert value(samples, count, destination="zendesk", outcome="ok") == 1
+    assert value(samples, count, destination="zendesk", outcome="throttled") == 1
+    assert value(samples, count, destination="zendesk", outcome="error") == 1
+    assert value(samples, count, destination="tidio", outcome="server_error") == 1
+    assert value(samples, count, destination="tidio", outcome="client_error") == 1
+    assert value(samples, count, destination="other", outcome="ok") == 1
+    latency = "cc_upstream_request_duration_seconds_count"
+    assert value(samples, latency, destination="zendesk") == 3
+    assert value(samples, latency, destination="tidio") == 2
