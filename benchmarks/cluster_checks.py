@@ -22,6 +22,7 @@ __all__ = [
     "max_in_window",
     "per_minute",
     "percentile",
+    "replace_block",
     "rss_growth",
 ]
 
@@ -63,30 +64,42 @@ def check_rate(
 
 @dataclass(frozen=True)
 class Window:
-    """A documented interval in which 5xx answers are expected (e.g. around an instance kill)."""
+    """A documented interval in which some 5xx answers are expected: any of them (`kinds` and
+    `codes` empty, e.g. around an instance kill), or only those of some request kinds with
+    some error codes (e.g. 503 `upstream_unavailable` for views while the upstream is down)."""
 
     name: str
     start: float
     end: float
+    kinds: frozenset[str] = frozenset()
+    codes: frozenset[str] = frozenset()
 
-    def covers(self, t: float) -> bool:
-        return self.start <= t <= self.end
+    def covers(self, t: float, kind: str = "", code: str | None = None) -> bool:
+        if not self.start <= t <= self.end:
+            return False
+        if self.kinds and kind not in self.kinds:
+            return False
+        return not self.codes or code in self.codes
 
 
 def errors_outside(
-    answers: Iterable[tuple[float, int]], windows: Sequence[Window]
-) -> tuple[int, int, list[tuple[float, int]]]:
-    """(5xx inside the windows, 5xx outside, the outside ones). Status 0 = no answer at all
-    (connection failed, timeout): counted like a 5xx, a client would see an error."""
-    inside = 0
-    outside: list[tuple[float, int]] = []
-    for t, status in answers:
+    answers: Iterable[tuple[float, int, str, str | None]], windows: Sequence[Window]
+) -> tuple[dict[str, int], list[tuple[float, int, str, str | None]]]:
+    """5xx answers per window that excuses them, and the ones no window excuses.
+
+    `answers`: (time, status, request kind, error code). Status 0 = no answer at all
+    (connection failed, timeout): counted like a 5xx, a client would see an error.
+    """
+    inside: dict[str, int] = {}
+    outside: list[tuple[float, int, str, str | None]] = []
+    for t, status, kind, code in answers:
         if status == 0 or status >= 500:
-            if any(w.covers(t) for w in windows):
-                inside += 1
+            window = next((w for w in windows if w.covers(t, kind, code)), None)
+            if window is None:
+                outside.append((t, status, kind, code))
             else:
-                outside.append((t, status))
-    return inside, len(outside), outside
+                inside[window.name] = inside.get(window.name, 0) + 1
+    return inside, outside
 
 
 def applied_once(
@@ -169,3 +182,37 @@ def per_minute(events: Iterable[tuple[float, float]], start: float) -> dict[int,
     for t, value in events:
         grouped.setdefault(int((t - start) // 60), []).append(value)
     return grouped
+
+
+SECTION = "## Scale-out"
+
+
+def replace_block(document: str, heading: str, block: str) -> str:
+    """`document` with the `### heading` subsection of its "## Scale-out" section replaced by
+    `block` (which starts with that heading), adding the section or the subsection at the end
+    when missing; everything else is left as it was (`make bench` writes the rest)."""
+    lines = document.rstrip("\n").split("\n")
+    if SECTION not in lines:
+        intro = [
+            SECTION,
+            "",
+            "`make cluster-test` and `make cluster-soak` (docs/cluster.md): three instances "
+            "behind a load balancer, one PostgreSQL, one Redis, load and faults.",
+        ]
+        lines += ["", *intro]
+    start = lines.index(SECTION)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    section = lines[start:end]
+    if heading in section:
+        first = section.index(heading)
+        last = next(
+            (i for i in range(first + 1, len(section)) if section[i].startswith("### ")),
+            len(section),
+        )
+        section = section[:first] + block.rstrip("\n").split("\n") + [""] + section[last:]
+    else:
+        section = [*section, "", *block.rstrip("\n").split("\n"), ""]
+    while section and section[-1] == "":
+        section.pop()
+    rest = lines[end:]
+    return "\n".join(lines[:start] + section + (["", *rest] if rest else [])) + "\n"

@@ -10,6 +10,7 @@ from benchmarks.cluster_checks import (
     max_in_window,
     per_minute,
     percentile,
+    replace_block,
     rss_growth,
 )
 
@@ -39,11 +40,29 @@ def test_check_rate_allows_the_bucket_plus_one_period_of_refill() -> None:
 
 
 def test_errors_outside_the_documented_windows() -> None:
-    answers = [(1.0, 200), (2.0, 502), (2.5, 0), (5.0, 503), (6.0, 429), (7.0, 500)]
-    windows = [Window("kill", 1.5, 3.0), Window("other", 6.5, 6.9)]
-    inside, outside, which = errors_outside(answers, windows)
-    assert (inside, outside) == (2, 2)
-    assert which == [(5.0, 503), (7.0, 500)]  # 429 is not a server error
+    answers = [
+        (1.0, 200, "panels", None),
+        (2.0, 502, "panels", None),
+        (2.5, 0, "webhook", None),
+        (5.0, 503, "panels", "upstream_unavailable"),
+        (6.0, 429, "panels", "too_many_requests"),  # not a server error
+        (7.0, 500, "panels", "internal_error"),
+        (10.0, 503, "panels", "upstream_unavailable"),
+        (10.5, 503, "events", "upstream_unavailable"),  # not a kind the window excuses
+        (11.0, 500, "panels", "internal_error"),  # not a code the window excuses
+    ]
+    windows = [
+        Window("kill", 1.5, 3.0),
+        Window("outage", 9.0, 12.0, frozenset({"panels"}), frozenset({"upstream_unavailable"})),
+    ]
+    inside, outside = errors_outside(answers, windows)
+    assert inside == {"kill": 2, "outage": 1}
+    assert [(t, status) for t, status, _, _ in outside] == [
+        (5.0, 503),
+        (7.0, 500),
+        (10.5, 503),
+        (11.0, 500),
+    ]
 
 
 def test_applied_once_accepts_superseded_values_and_the_last_one_written_once() -> None:
@@ -85,3 +104,18 @@ def test_rss_growth_compares_medians_after_settling_with_the_tail() -> None:
 def test_per_minute_groups_by_whole_minutes_from_the_start() -> None:
     grouped = per_minute([(100.0, 1.0), (159.9, 2.0), (160.0, 3.0), (290.0, 4.0)], 100.0)
     assert grouped == {0: [1.0, 2.0], 1: [3.0], 3: [4.0]}
+
+
+def test_replace_block_adds_the_section_then_replaces_only_its_own_subsection() -> None:
+    top = "# Benchmarks\n\n## Sync engine\n\nfigures\n"
+    once = replace_block(top, "### Run", "### Run\n\nfirst")
+    assert once.startswith(top.rstrip("\n") + "\n\n## Scale-out\n")
+    assert once.endswith("### Run\n\nfirst\n")
+    soak = replace_block(once, "### Soak", "### Soak\n\nminutes")
+    again = replace_block(soak, "### Run", "### Run\n\nsecond")
+    assert "first" not in again
+    assert again.index("### Run\n\nsecond") < again.index("### Soak\n\nminutes")
+    assert again.startswith(top.rstrip("\n"))
+    # A section followed by another one keeps that one after it.
+    later = again + "\n## Later\n\ntext\n"
+    assert replace_block(later, "### Run", "### Run\n\nthird").endswith("## Later\n\ntext\n")
