@@ -181,7 +181,9 @@ async def test_every_line_is_json_of_the_documented_shape_and_pii_free(
             raise RuntimeError(f"upstream said: customer {EMAIL} paid with {CARD}")
         except RuntimeError:
             logging.getLogger("commerce_context.test").exception(
-                "lookup of %s failed", PHONE, extra={"detail": f"token {PAYMENT_TOKEN}"}
+                "lookup of %s failed",
+                PHONE,
+                extra={"detail": f"token {PAYMENT_TOKEN}", "shopper": {"email": EMAIL}},
             )
 
     text = json_lines.getvalue()
@@ -213,6 +215,7 @@ async def test_every_line_is_json_of_the_documented_shape_and_pii_free(
     careless = [line for line in lines if line["logger"] == "commerce_context.test"]
     assert len(careless) == 1 and "RuntimeError" in careless[0]["exception"]
     assert careless[0]["detail"].startswith("token sk_live_")
+    assert careless[0]["shopper"].startswith("{'email': 'l") and "@" in careless[0]["shopper"]
 
     # No canary anywhere, in any form.
     canaries = [

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote
 
+from .policy import redact
+
 __all__ = ["JsonFormatter", "QueryStringFilter", "configure", "log_config", "redact_query"]
 
 #: Query parameters whose values are never logged (compared without case, `-` as `_`).
@@ -122,7 +124,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STANDARD or key.startswith("_") or key in line:
                 continue
-            line[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+            if not isinstance(value, str | int | float | bool | None):
+                # The redaction filter only sees string extras: render, then redact, the rest.
+                value = redact(str(value))
+            line[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
