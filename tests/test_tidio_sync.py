@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,3 +409,55 @@ async def test_the_snippets_cart_notification_and_events_on_the_service(
             await db.close()
         assert kinds == ["tidio.cart", "tidio.order"]  # one per notification, one per event
         assert fake.requests == []  # nothing reached Tidio from the request path
+
+
+async def test_the_messages_poller_enqueues_the_tidio_sync(sync: Sync, tmp_path: Path) -> None:
+    from commerce_context.poller import MessagesPoller
+    from commerce_context.state import StateFile
+
+    email = f"polled-{uuid.uuid4().hex[:8]}@example.com"
+    customer = (
+        await sync.api.post(
+            "CustomerDraft", "/customers", {"email": email, "firstName": "P", "lastName": "Q"}
+        )
+    )["customer"]
+    contact = await sync.contact_for(customer["id"])
+    number = f"P-{uuid.uuid4().hex[:8].upper()}"
+    eur = {"type": "centPrecision", "currencyCode": "EUR", "centAmount": 2995, "fractionDigits": 2}
+    await sync.api.post(
+        "OrderImportDraft",
+        "/orders/import",
+        {
+            "orderNumber": number,
+            "customerId": customer["id"],
+            "customerEmail": email,
+            "store": {"typeId": "store", "key": "berlin"},
+            "country": "DE",
+            "lineItems": [
+                {
+                    "name": {"en-GB": "TSHIRT-ORG-M"},
+                    "variant": {"sku": "TSHIRT-ORG-M"},
+                    "price": {"value": eur, "country": "DE"},
+                    "quantity": 1,
+                }
+            ],
+            "totalPrice": eur,
+            "orderState": "Open",
+        },
+    )
+    poller = MessagesPoller(
+        sync.services.commercetools,
+        sync.services.reader,
+        StateFile(tmp_path / "poller.sqlite3"),
+        interval=1.0,
+        overlap=600.0,
+        queue=sync.queue,
+        settings=sync.settings,
+    )
+    await poller.poll_once()
+    queued = [j for j in await sync.jobs("tidio.order", "queued") if j.payload]
+    assert any(j.payload.get("order_id") for j in queued)
+    await sync.run_until_idle()
+    assert sync.fake.property(contact, "cc_last_order") == number
+    assert sync.fake.property(contact, "cc_order_count") == "1"
+    assert sync.fake.property(contact, "cc_total_spent") == "29.95"

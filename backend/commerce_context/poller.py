@@ -21,6 +21,7 @@ from .exceptions import BadRequest, CommerceContextError
 from .jobs import Queue
 from .settings import Settings
 from .state import StateFile
+from .tidio_sync import enqueue_for_events as enqueue_tidio
 from .zendesk_sync import enqueue_for_events as enqueue_zendesk
 
 __all__ = ["MessagesPoller"]
@@ -71,6 +72,7 @@ class MessagesPoller:
             if events:
                 if self._queue is not None and self._settings is not None:
                     await enqueue_zendesk(self._queue, self._settings, events)
+                    await enqueue_tidio(self._queue, self._settings, events)
                 await apply_events(self._reader, events)
                 applied += len(events)
             if page:
