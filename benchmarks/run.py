@@ -62,6 +62,8 @@ from tidio import render as render_tidio
 from upstream import LatencyTransport, Traffic
 from writeback import in_child as writeback_benchmarks
 from writeback import render as render_writeback
+from zendesk import in_child as zendesk_benchmarks
+from zendesk import render as render_zendesk
 
 DELAY = 0.050  # injected upstream latency per request, seconds
 CONCURRENCY = 8  # connections of the closed-loop (max throughput) runs
@@ -662,6 +664,8 @@ async def main(quick: bool) -> None:
             results["writeback"] = await writeback_benchmarks(quick)
             log("tidio: the Tidio contact sync (benchmarks/tidio.py, in its own process)")
             results["tidio"] = await tidio_benchmarks(quick)
+            log("zendesk: the Zendesk outbound sync (benchmarks/zendesk.py, own process)")
+            results["zendesk"] = await zendesk_benchmarks(quick)
     finally:
         await purge_redis(project)  # the Redis-store servers' entries
         cleanup()
@@ -683,6 +687,7 @@ async def main(quick: bool) -> None:
     text = render(results, run).rstrip("\n") + "\n\n" + "\n".join(render_engine(results["engine"]))
     text = text.rstrip("\n") + "\n\n" + "\n".join(render_writeback(results["writeback"]))
     text = text.rstrip("\n") + "\n\n" + "\n".join(render_tidio(results["tidio"]))
+    text = text.rstrip("\n") + "\n\n" + "\n".join(render_zendesk(results["zendesk"]))
     print(text)
     if not quick:
         DOC.write_text(text, encoding="utf-8")

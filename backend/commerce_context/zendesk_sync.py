@@ -379,12 +379,15 @@ async def _record_outcomes(
     """One audit row per customer from the Zendesk job's results (in request order); returns
     the counts, the customers to try again, and the updated users (id -> requested email)."""
     # A re-run after a crash polls the same Zendesk job: its outcomes are recorded only once.
+    # The rows and the ledger entry commit together (one transaction, one commit for the
+    # whole batch), so a crash part-way records none of them and the re-run records all.
     audited_key = f"zendesk:users-audited:{job.get('id')}"
     audited = await ctx.ledger.done(audited_key) is not None
     results = job.get("results") or []
     counts = {"Created": 0, "Updated": 0, "Failed": 0}
     failed: list[str] = []
     updated: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
     for index, user in enumerate(users):
         result = results[index] if index < len(results) and isinstance(results[index], dict) else {}
         status = str(result.get("status") or "Failed")
@@ -394,19 +397,23 @@ async def _record_outcomes(
         for customer in members[index]:
             if status not in ("Created", "Updated"):
                 failed.append(customer["id"])
-            if audited:
-                continue
-            await ctx.audit.record(
-                action="zendesk.user.sync",
-                source=SOURCE,
-                target="zendesk:user",
-                outcome=status.lower(),
-                correlation_id=ctx.job.correlation_id or correlation.current(),
-                customer_id=customer["id"],
-                job_id=ctx.job.id,
-                detail=_outcome_detail(result, user),
+            rows.append(
+                {
+                    "action": "zendesk.user.sync",
+                    "source": SOURCE,
+                    "target": "zendesk:user",
+                    "outcome": status.lower(),
+                    "correlation_id": ctx.job.correlation_id or correlation.current(),
+                    "customer_id": customer["id"],
+                    "job_id": ctx.job.id,
+                    "detail": _outcome_detail(result, user),
+                }
             )
-    await ctx.ledger.record(audited_key, {"users": len(users)})
+    if not audited:
+        async with ctx.queue.db.transaction() as tx:
+            for row in rows:
+                await ctx.audit.record(**row, tx=tx)
+            await ctx.ledger.record(audited_key, {"users": len(users)}, tx=tx)
     return counts, failed, updated
 
 
