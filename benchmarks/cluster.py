@@ -5,8 +5,8 @@ Processes on loopback, no containers:
 * its **own** `redis-server` on a free port (restarted during the run; the shared 6379 is never
   touched) and a PostgreSQL schema of its own in database `test` on 127.0.0.1:5432 (created by
   the first instance's migrations, dropped at the end);
-* the commercetools emulator with the demo seed, behind its GraphQL bridge, and the fake
-  Zendesk, both served in this process behind a **recorder** (`Recorder`): an ASGI layer that
+* the commercetools emulator with the demo seed, behind its GraphQL bridge, the fake Zendesk
+  and the fake Tidio, served in this process behind a **recorder** (`Recorder`): an ASGI layer that
   logs every request the upstream receives (time, method, path, status, the body of order
   updates) and injects faults by the clock (429 with Retry-After, 503) — the upstreams' own
   record of what was asked and applied;
@@ -21,9 +21,10 @@ Load (through the balancer): sidebar views (a signed-URL token minted per view w
 RS256 key, then the panels), signed Zendesk trigger webhooks that set orders' internal notes
 (writeback jobs into commercetools; some deliveries repeated, as Zendesk retries), and
 commercetools events (`POST /commercetools/events`): one per order update the emulator applied
-(as a subscription would deliver it), some delivered twice, plus old-version events. Faults
-during it: the upstreams answer 429, then 503, for a while; one instance is killed with SIGKILL
-and restarted; Redis is stopped for two seconds and restarted empty.
+(as a subscription would deliver it), some delivered twice, plus order-state events that feed
+the Zendesk and Tidio syncs; the Zendesk customer backfill, twice. Faults during it: the
+upstreams answer 429, then 503, for a while; one instance is killed with SIGKILL and restarted;
+Redis is stopped for two seconds and restarted empty.
 
 Afterwards it checks (and exits 1 if any check fails): every change applied exactly once (the
 emulator's order updates and versions against what the webhooks asked), no jobs dead or left
@@ -103,17 +104,19 @@ BURST = 100
 RATE_LIMITS = {
     # commercetools allows far more; per minute here so that the sliding 60 s windows of the
     # check are the limit's own (a token is drawn when a job starts, its request follows).
-    "commercetools": "20/min",
+    "commercetools": "30/min",
     "zendesk": "400/min",
     "zendesk:tickets": "100/min",
     "zendesk:users": "60/min",
-    "tidio": "60/min",
+    "tidio": "50/min",  # the fake Tidio allows 60 a minute, as Tidio documents
 }
 # The timeline (seconds after the load starts).
 CT_429 = (20.0, 28.0)
 CT_503 = (34.0, 40.0)
 ZD_429 = (42.0, 48.0)  # the fake Zendesk's faults come later: its jobs read commercetools first
 ZD_503 = (66.0, 72.0)
+TIDIO_429 = (44.0, 50.0)
+TIDIO_503 = (68.0, 74.0)
 KILL_AT = 50.0
 REDIS_AT = 80.0
 REDIS_DOWN = 2.0
@@ -196,8 +199,9 @@ class Recorder:
         kind = None if "/oauth/" in call.path else self.fault_at(call.t)
         if kind is not None:
             call.injected = True
-            call.status = int(kind)
+            call.status = int(kind.removesuffix("-bare"))
             extra = [(b"retry-after", b"1")] if kind == "429" else []
+            kind = kind.removesuffix("-bare")  # 429-bare: no Retry-After (Tidio sends none)
             body = b'{"error":"injected fault"}'
             await send(
                 {
@@ -633,10 +637,13 @@ class Components:
                 "Zendesk outbound sync (order events -> ticket fields, customer backfill): on"
             )
             found.zendesk = True
-        found.notes.append(
-            "Tidio updates: not exercised by this run (the fake Tidio's contacts are not "
-            "set up here)"
-        )
+        if importlib.util.find_spec("commerce_context.tidio_sync") is None:
+            found.notes.append("Tidio outbound sync: not landed, skipped")
+        elif "tidio_sync.enqueue_for_events" not in receive:
+            found.notes.append("Tidio outbound sync: events do not reach it yet, skipped")
+        else:
+            found.notes.append("Tidio updates (order events -> contact properties): on")
+            found.tidio = True
         return found
 
 
@@ -652,6 +659,7 @@ class Run:
     webhooks_repeated: int = 0
     marks: dict[str, float] = field(default_factory=dict)
     tickets: dict[int, str] = field(default_factory=dict)  # fake Zendesk ticket -> order id
+    contacts: dict[str, str] = field(default_factory=dict)  # fake Tidio contact id -> email
     backfills: list[int] = field(default_factory=list)  # exit codes
 
     @property
@@ -722,6 +730,7 @@ async def main(soak: float | None) -> int:
     from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, demo_tickets
     from commerce_context.emulator.process import EmulatorProcess
     from commerce_context.emulator.seed import seed_demo_project
+    from commerce_context.emulator.tidio import FakeTidio
     from commerce_context.emulator.zendesk import FakeZendesk
     from commerce_context.jobs import parse_rate
 
@@ -742,9 +751,12 @@ async def main(soak: float | None) -> int:
         ct = Recorder(create_bridge_app(emulator.url), "commercetools", capture=is_order_update)
         fake = FakeZendesk()
         zd = Recorder(fake, "zendesk")
+        tidio = FakeTidio(limit_per_minute=60)
+        td = Recorder(tidio, "tidio")
         async with (
             serve(ct) as api_url,
             serve(zd) as zendesk_url,
+            serve(td) as tidio_url,
             httpx.AsyncClient(timeout=30) as http,
         ):
             fake._base = zendesk_url
@@ -761,6 +773,13 @@ async def main(soak: float | None) -> int:
                         custom_fields={ORDER_FIELD: order.order_number},
                     )
                     run.tickets[ticket["id"]] = order.id
+            if components.tidio:
+                from commerce_context.tidio_sync import PROPERTIES
+
+                for name, kind in PROPERTIES.items():
+                    tidio.define(name, kind)
+                for email in sorted({o.email.lower() for o in demo.orders.values()}):
+                    run.contacts[tidio.add_contact(email=email)] = email
             config.write_text(text)
             ct.calls.clear()
             orders0 = await all_orders(http, api_url, project_key)
@@ -809,6 +828,14 @@ async def main(soak: float | None) -> int:
                     CC_ZENDESK_API_TOKEN=fake.api_token,
                     CC_ZENDESK_FALLBACK_BACKOFF="5",
                 )
+            if components.tidio:
+                env.update(
+                    CC_TIDIO_CLIENT_ID=tidio.client_id,
+                    CC_TIDIO_CLIENT_SECRET=tidio.client_secret,
+                    CC_TIDIO_API_URL=tidio_url,
+                    CC_TIDIO_IDENTITY_SECRET=secrets.token_urlsafe(32),
+                    CC_TIDIO_FALLBACK_BACKOFF="5",
+                )
             for index in range(3):
                 port = free_port()
                 instances.append(
@@ -830,6 +857,7 @@ async def main(soak: float | None) -> int:
                         components,
                         ct,
                         zd,
+                        td,
                         instances[0].env,
                         clients,
                         instances,
@@ -866,6 +894,8 @@ async def main(soak: float | None) -> int:
                 ct,
                 zd,
                 fake,
+                td,
+                tidio,
                 demo,
                 clients,
                 instances,
@@ -913,6 +943,7 @@ async def scenario(  # noqa: C901 - one timeline, read top to bottom
     components: Components,
     ct: Recorder,
     zd: Recorder,
+    td: Recorder,
     env: dict[str, str],
     c: Clients,
     instances: list[Instance],
@@ -955,6 +986,10 @@ async def scenario(  # noqa: C901 - one timeline, read top to bottom
     zd.faults = [
         (start + ZD_429[0], start + ZD_429[1], "429"),
         (start + ZD_503[0], start + ZD_503[1], "503"),
+    ]
+    td.faults = [
+        (start + TIDIO_429[0], start + TIDIO_429[1], "429-bare"),
+        (start + TIDIO_503[0], start + TIDIO_503[1], "503"),
     ]
     for first, last in (CT_429, CT_503):
         # A view with nothing cached (or only entries an event marked outdated) cannot be
@@ -1101,9 +1136,10 @@ async def scenario(  # noqa: C901 - one timeline, read top to bottom
         run.windows.append(
             Window(
                 "Redis restart (events refused for redelivery)",
-                run.marks["redis_down"],
+                run.marks["redis_down"] - 1.0,  # an event in flight when Redis stopped
                 run.marks["redis_up"] + REDIS_GRACE,
                 frozenset({"events"}),
+                frozenset({"cache_unavailable"}),
             )
         )
 
@@ -1204,6 +1240,8 @@ def report(  # noqa: C901 - one check after another
     ct: Recorder,
     zd: Recorder,
     fake: Any,
+    td: Recorder,
+    tidio: Any,
     demo: Any,
     c: Clients,
     instances: list[Instance],
@@ -1304,6 +1342,8 @@ def report(  # noqa: C901 - one check after another
     )
     if components.zendesk:
         checks += zendesk_checks(run, zd, fake, demo, orders1, limits)
+    if components.tidio:
+        checks += tidio_checks(run, td, tidio, orders1, limits)
     # Burst.
     burst = result["burst"]
     statuses = burst.get("statuses", {})
@@ -1344,7 +1384,7 @@ def report(  # noqa: C901 - one check after another
         if a.backend is not None:
             backends[a.backend] = backends.get(a.backend, 0) + 1
     injected: dict[str, int] = {}
-    for recorder in (ct, zd):
+    for recorder in (ct, zd, td):
         for call in recorder.calls:
             if call.injected:
                 name = f"{recorder.name} {call.status}"
@@ -1485,6 +1525,47 @@ def zendesk_checks(
             )
             + f"; {len(zd.calls)} requests in all, {fake.throttled} refused by its own limit, "
             f"{sum(1 for c in zd.calls if c.injected)} faults injected",
+        )
+    )
+    return checks
+
+
+def tidio_checks(
+    run: Run, td: Recorder, tidio: Any, orders: dict[str, Any], limits: dict[str, Any]
+) -> list[tuple[str, bool, str]]:
+    """From the fake Tidio's contacts and the requests it received."""
+    by_number = {o.get("orderNumber"): o for o in orders.values()}
+    updated, wrong = 0, []
+    for contact_id, email in run.contacts.items():
+        number = tidio.property(contact_id, "cc_last_order")
+        if number is None:
+            continue
+        updated += 1
+        order = by_number.get(number)
+        state = tidio.property(contact_id, "cc_last_order_state")
+        if order is None or (order.get("customerEmail") or "").lower() != email:
+            wrong.append(f"{email}: last order {number!r} is not one of theirs")
+        elif state != order.get("orderState"):
+            wrong.append(f"{email}: state {state!r}, order {order.get('orderState')!r}")
+    checks: list[tuple[str, bool, str]] = [
+        (
+            "Tidio contacts carry their shopper's order",
+            updated > 0 and not wrong,
+            f"{updated} of {len(run.contacts)} contacts updated"
+            + "".join(f"\n      {w}" for w in wrong[:10]),
+        )
+    ]
+    rate = limits["tidio"]
+    batches = [c.t for c in td.calls if c.method == "PATCH" and c.path.startswith("/contacts")]
+    result = check_rate("tidio", batches, rate.count, rate.period, rate.burst)
+    checks.append(
+        (
+            "Tidio requests within the configured limit, no 429 of its own",
+            result.ok and tidio.throttled == 0,
+            f"contact updates: {result.requests}, at most {result.worst} in any "
+            f"{result.period:g} s (allowed {result.allowed:g}); {len(td.calls)} requests in all, "
+            f"{tidio.throttled} refused by its own limit, "
+            f"{sum(1 for c in td.calls if c.injected)} faults injected",
         )
     )
     return checks
