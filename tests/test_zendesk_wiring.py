@@ -616,3 +616,72 @@ async def _done(queue: Any, job_id: str) -> bool:
 async def _settled(queue: Any) -> bool:
     counts = await queue.counts()
     return counts["queued"] == 0 and counts["running"] == 0
+
+
+# -- 7. the demo: the simulated Zendesk account ----------------------------------------------------
+
+
+async def test_the_demo_syncs_its_customers_and_ships_an_order_into_the_fake_zendesk(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from bs4 import BeautifulSoup
+
+    from commerce_context.demo import DemoZendesk
+    from commerce_context.demo_sync import demo_account
+    from commerce_context.emulator.harness import build_demo, demo_settings, demo_tickets, serve
+
+    shipment_field, store_field = 360000011, 360000013
+    async with demo_account(harness, demo_tickets(harness.demo)) as (account, overrides):
+        zendesk = DemoZendesk.generate()
+        settings = demo_settings(
+            harness, zendesk, state_path=tmp_path / "demo.sqlite3", jobs_poll_interval=0.05,
+            **overrides,
+        )  # fmt: skip
+        await account.start(settings)  # as `make run` does before serving
+        demo = replace(build_demo(harness, zendesk), zendesk_account=account)
+        fake = account.fake
+        async with (
+            serve(create_app(settings, demo=demo)) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as browser,
+            httpx.AsyncClient(timeout=10) as plain,
+        ):
+            # The backfill: every demo customer is a Zendesk user (or, sharing an email with
+            # an older customer, in that user's other-ids field).
+            customers = [c.id for c in harness.demo.customers.values()]
+            await eventually(
+                lambda: all(fake.user_by_external_id(i) or _shared(fake, i) for i in customers),
+                "the demo customers as Zendesk users",
+            )
+            # Each demo ticket got its routing fields; the one naming DE-1003 from that order.
+            (with_order,) = [i for i, t in account.tickets.items() if t["order_number"]]
+            await eventually(
+                lambda: fake.field_value(with_order, store_field) == "berlin", "routing fields"
+            )
+            # The ship control: an order of our own, so the seeded ones stay as they are.
+            order = await Api(plain, harness).create_order(charged=False, shipment_state="Ready")
+            ticket = fake.add_ticket(
+                "Shipped yet?", custom_fields={ORDER_FIELD: order["orderNumber"]}
+            )
+            response = await browser.post(
+                "/demo/zendesk/ship", data={"order_number": order["orderNumber"]}
+            )
+            assert response.status_code == 303, response.text
+            await eventually(
+                lambda: fake.field_value(ticket["id"], shipment_field) == "Shipped",
+                "the shipped order's ticket field",
+            )
+            page = await browser.get("/demo/zendesk/account")
+            assert page.status_code == 200
+            soup = BeautifulSoup(page.text, "html.parser")
+            row = soup.select_one(
+                f'tr[data-ticket="{ticket["id"]}"] td[data-field="Shipment state"]'
+            )
+            assert row is not None and row.get_text(strip=True) == "Shipped"
+            users = soup.select('[data-testid="users"] tr[data-external-id]')
+            assert len(users) == len(fake.users)
+            index = await browser.get("/")
+            assert 'href="/demo/zendesk/account"' in index.text
+            unknown = await browser.post("/demo/zendesk/ship", data={"order_number": "NO-SUCH"})
+            assert unknown.status_code == 404

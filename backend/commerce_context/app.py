@@ -219,12 +219,15 @@ def create_app(
     if settings.metrics_token is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if demo is not None:
+        from . import demo_sync  # demo only: the simulated Zendesk account's pages
+
         # The demo's own pages exist only in demo mode (`make run`, `commerce-context demo`).
         routes += [
             Route("/", demo_pages.index),
             Route("/demo/zendesk", demo_pages.zendesk_ticket),
             Route("/demo/zendesk/token", demo_pages.zendesk_token),
             *storefront.routes(),
+            *demo_sync.routes(),
         ]
     app = Starlette(
         routes=routes,

@@ -229,11 +229,13 @@ def demo_address(
 
 async def run_demo(host: str | None, port: int | None) -> int:
     from .demo import DemoZendesk
+    from .demo_sync import demo_account
     from .emulator.harness import (
         DEMO_CLIENT_ID,
         DEMO_CLIENT_SECRET,
         build_demo,
         demo_settings,
+        demo_tickets,
         running,
     )
     from .storefront import demo_tidio
@@ -244,12 +246,17 @@ async def run_demo(host: str | None, port: int | None) -> int:
     async with (
         running() as harness,
         demo_tidio(harness, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET) as (shop, fake_tidio, tidio),
+        demo_account(harness, demo_tickets(harness.demo)) as (account, zendesk_sync),
     ):
         zendesk = DemoZendesk.generate()
         public = f"http://{host}:{port}"
-        settings = demo_settings(harness, zendesk, host=host, port=port, public_url=public, **tidio)
+        settings = demo_settings(
+            harness, zendesk, host=host, port=port, public_url=public, **tidio, **zendesk_sync
+        )
+        await account.start(settings)  # demo customers -> Zendesk users, ticket routing fields
         fake_tidio.webhook_url = f"{public}/tidio/webhooks"  # the fake's contact webhooks
-        app = create_app(settings, demo=replace(build_demo(harness, zendesk), shop=shop))
+        demo = replace(build_demo(harness, zendesk), shop=shop, zendesk_account=account)
+        app = create_app(settings, demo=demo)
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -263,6 +270,8 @@ async def run_demo(host: str | None, port: int | None) -> int:
             f"http://{settings.host}:{settings.port}/demo/zendesk?ticket=1"
             f"\n  a storefront with the Tidio snippet: http://{settings.host}:{settings.port}"
             f"/demo/shop\n  the simulated Tidio agent view: {shop.tidio_url}/agent"
+            f"\n  the simulated Zendesk account (users, ticket fields, ship an order): "
+            f"http://{settings.host}:{settings.port}/demo/zendesk/account"
             f"\n  (commercetools emulator + GraphQL at {harness.api_url}; Ctrl-C stops all)\n",
             flush=True,
         )

@@ -88,6 +88,7 @@ class Demo:
     tickets: tuple[dict[str, Any], ...] = ()
     order_field_id: int = 0
     shop: Any = None  # storefront.DemoShop: the simulated storefront with the Tidio snippet
+    zendesk_account: Any = None  # demo_sync.DemoAccount: the simulated Zendesk API account
 
 
 def _demo(request: Request) -> Demo:
