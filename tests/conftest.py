@@ -14,6 +14,9 @@ from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.emulator.harness import Harness, demo_settings, running
 from commerce_context.settings import Settings
 
+# Every log line the suite produces is checked as production would write it (tests/logcheck.py).
+pytest_plugins = ("tests.logcheck",)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def own_state_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

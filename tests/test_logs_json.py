@@ -23,8 +23,10 @@ from commerce_context import logs
 from commerce_context.app import create_app
 from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness, demo_settings
+from commerce_context.emulator.seed import CUSTOMER_SPECS
 from tests.asgi import app_client
 from tests.conftest import Recorder
+from tests.logcheck import AuditHandler
 from tests.test_events import message
 from tests.test_sidebar import Sidebar
 
@@ -235,3 +237,22 @@ async def test_every_line_is_json_of_the_documented_shape_and_pii_free(
         assert canary not in text, canary
         assert canary.lower() not in text.lower(), canary
     assert "?" not in "".join(line["route"] for line in access)
+
+
+def test_the_suite_wide_audit_catches_what_it_should() -> None:
+    """tests/logcheck.py checks every line the suite logs; here, the check itself."""
+    email = CUSTOMER_SPECS[0].email
+    leaked = {"time": "t", "level": "info", "logger": "x", "message": f"for {email.upper()}"}
+    assert AuditHandler.check(json.dumps({**leaked, "correlation_id": "-"})) is not None
+    assert AuditHandler.check(json.dumps(leaked)) == "not the documented shape"
+    assert AuditHandler.check("plain text") == "not JSON"
+    record = logging.LogRecord("commerce_context.x", logging.INFO, "", 0, "to %s", (email,), None)
+    handler = AuditHandler()
+    handler.handle(record)
+    assert handler.lines == 1 and handler.problems == []  # redacted, then checked
+    assert record.getMessage() == f"to {email}"  # on a copy: other handlers see the record
+    line = handler.render(record)
+    assert AuditHandler.check(line) is None and email not in line
+    quiet = logging.LogRecord("commerce_context.x", logging.DEBUG, "", 0, email, (), None)
+    handler.handle(quiet)  # below production's level: not a line production writes
+    assert handler.lines == 1
