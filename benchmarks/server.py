@@ -61,7 +61,8 @@ class Pauses:
 def heap_census() -> dict[str, Any]:
     """Objects the collector tracks (what a full collection walks) and one timed collection."""
     objects = gc.get_objects()
-    kinds = Counter(type(o).__module__ + "." + type(o).__qualname__ for o in objects)
+    # str(): a few types carry a descriptor, not a string, in __module__.
+    kinds = Counter(f"{type(o).__module__!s}.{type(o).__qualname__!s}" for o in objects)
     del objects
     started = time.perf_counter()
     gc.collect()
