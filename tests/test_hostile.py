@@ -371,3 +371,42 @@ async def test_readiness_answers_in_time_and_stays_ready_while_commercetools_han
     assert ready.status_code == 200
     assert ready.json()["checks"]["commercetools"] != "ok"
     assert upstream.status_code == 503
+
+
+class Slow(httpx.AsyncHTTPTransport):
+    """The real network to the emulator, each API call answered `delay` seconds late."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.api_calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/oauth/token":
+            self.api_calls += 1
+            await asyncio.sleep(self.delay)
+        return await super().handle_async_request(request)
+
+
+async def test_a_late_answer_still_fills_the_cache_for_the_next_view(
+    harness: Harness, zendesk: DemoZendesk
+) -> None:
+    settings = demo_settings(harness, zendesk, view_budget=0.3)
+    slow = Slow(delay=1.5)
+    async with (
+        httpx.AsyncClient(transport=slow) as http,
+        app_client(create_app(settings, http=http), raise_errors=True) as client,
+    ):
+        session = await session_of(client, zendesk)
+        first, elapsed = await timed_panels(client, session, order_number="UK-2002")
+        assert first.status_code == 503 and elapsed < 0.3 + 2  # the budget, not the upstream
+        assert slow.api_calls == 1
+        # The flight was not abandoned: once it lands, the view is a cache hit.
+        for _ in range(100):  # bounded wait for the late answer (1.5 s)
+            await asyncio.sleep(0.05)
+            second, _ = await timed_panels(client, session, order_number="UK-2002")
+            if second.status_code == 200:
+                break
+        assert second.status_code == 200, second.text
+        assert 'data-testid="stale"' not in second.text
+    assert slow.api_calls == 1  # the late answer was the only upstream call
