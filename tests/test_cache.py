@@ -400,3 +400,20 @@ async def test_the_memory_stores_locks_and_markers_are_bounded() -> None:
     assert memory.size_bytes <= memory.max_bytes
     # The oldest gave way to the bound (an evicted lock costs a duplicate request at most).
     assert await memory.acquire("lock:0", 3600) is not None
+
+
+def test_entries_under_another_scrub_or_custom_field_policy_are_not_shared() -> None:
+    """Cache keys carry the whole policy: field overrides, the custom fields shown and the
+    scrub patterns. An entry admitted under older rules (a value in clear that a new pattern
+    masks) is never served under the new ones."""
+    from commerce_context.entries import Entries
+    from commerce_context.scrub import Scrubber
+
+    store = MemoryStore(1024 * 1024)
+    plain = Entries(store, Policy(), namespace="p")
+    patterned = Entries(store, Policy(scrubber=Scrubber((r"INT-\d{6}",))), namespace="p")
+    narrower = Entries(store, Policy(custom_fields={"supportStatus": "show"}), namespace="p")
+    same = Entries(store, Policy(), namespace="p")
+    assert plain.ns == same.ns
+    assert len({plain.ns, patterned.ns, narrower.ns}) == 3
+    assert plain.entity_key("order", "o1") != patterned.entity_key("order", "o1")

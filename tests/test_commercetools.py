@@ -222,6 +222,19 @@ async def test_retry_after_is_honoured() -> None:
     assert sleeps.calls == [0.5]
 
 
+@pytest.mark.parametrize(("status", "throttled"), [(429, True), (503, False)])
+async def test_giving_up_on_429_without_retry_after_says_throttled(
+    status: int, throttled: bool
+) -> None:
+    """The queue pauses a destination for every worker on a 429, Retry-After or not."""
+    upstream = Upstream(*[httpx.Response(status)] * 4)
+    client = client_for(upstream)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await client.fetch(order_document())
+    assert raised.value.retry_after is None
+    assert raised.value.throttled is throttled
+
+
 @pytest.mark.parametrize("header", ["0", "-3", "Wed, 21 Oct 2015 07:28:00 GMT", "nan"])
 async def test_a_retry_after_of_zero_or_in_the_past_keeps_the_backoff(header: str) -> None:
     upstream = Upstream(*[httpx.Response(503, headers={"Retry-After": header})] * 3, graphql_ok())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -213,11 +213,20 @@ async def test_a_429_pauses_the_destination_for_every_worker(
     assert throttled.outcome == "throttled"
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Throttled("zendesk said 429"),
+        # What the commercetools client raises when it gave up on 429s without Retry-After.
+        lambda: UpstreamUnavailable("commercetools is unavailable (HTTP 429)", throttled=True),
+    ],
+    ids=["Throttled", "UpstreamUnavailable-throttled"],
+)
 async def test_a_429_without_retry_after_backs_off_harder_each_time(
-    database: Database, clock: Clock
+    database: Database, clock: Clock, make: Callable[[], Exception]
 ) -> None:
     queue = queue_on(database, clock)
-    throttles = [Throttled("zendesk said 429"), Throttled("zendesk said 429")]
+    throttles = [make(), make()]
 
     async def write(ctx: JobContext, payload: dict[str, Any]) -> None:
         if throttles:

@@ -287,7 +287,9 @@ class CommercetoolsClient:
                     return response
         except _Transient as exc:
             raise UpstreamUnavailable(
-                f"commercetools is unavailable ({exc.reason})", retry_after=exc.retry_after
+                f"commercetools is unavailable ({exc.reason})",
+                retry_after=exc.retry_after,
+                throttled=exc.reason == "HTTP 429",
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -320,6 +322,7 @@ class CommercetoolsClient:
                     f"commercetools asked us to wait {retry_after:.0f} s (HTTP "
                     f"{response.status_code})",
                     retry_after=retry_after,
+                    throttled=response.status_code == 429,
                 )
             raise _Transient(f"HTTP {response.status_code}", retry_after)
         return response

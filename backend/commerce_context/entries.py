@@ -83,9 +83,10 @@ class Entries:
     def __init__(self, store: Store, policy: Policy, namespace: str = "") -> None:
         self.store = store
         self._policy = policy
-        # Entries masked under another policy must never be served: the policy is in the key.
-        # Short: the prefix is repeated in every key of every entry.
-        self.ns = _digest([namespace, sorted(policy.overrides.items())])[:10] + ":"
+        # Entries masked under another policy (overrides, custom fields, scrub rules and their
+        # version) must never be served: the policy's fingerprint is in the key. Short: the
+        # prefix is repeated in every key of every entry.
+        self.ns = _digest([namespace, policy.fingerprint])[:10] + ":"
         self._decoded = _Decoded()
 
     # -- keys -----------------------------------------------------------------------------------

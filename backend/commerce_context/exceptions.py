@@ -122,9 +122,13 @@ class UpstreamUnavailable(UpstreamError):
     status_code = 503
     code = "upstream_unavailable"
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # The upstream said 429: queued work pauses the destination even without Retry-After.
+        self.throttled = throttled or retry_after is not None
 
 
 class CacheUnavailable(UpstreamUnavailable):

@@ -442,7 +442,7 @@ def _throttled(exc: Exception) -> bool:
     return (
         isinstance(exc, UpstreamUnavailable)
         and not isinstance(exc, DatabaseUnavailable)
-        and exc.retry_after is not None
+        and (exc.retry_after is not None or exc.throttled)
     )
 
 
