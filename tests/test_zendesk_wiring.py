@@ -524,11 +524,12 @@ async def test_a_worker_killed_mid_batch_leaves_every_user_right_and_created_onc
         (job,) = await enqueue_customers(engine.queue, ids, key="test:killed-batch")
         env = worker_env(wired, tmp_path, concurrency=4)
         async with worker_process(env, tmp_path / "first.log") as first:
+            # Submitted, and the Zendesk job id recorded (the worker is now polling it).
             await eventually(
-                lambda: wired.fake.count("POST", "/api/v2/users/create_or_update_many") == 1,
-                "the batch submitted to Zendesk",
+                lambda: _recorded(engine.queue, "zendesk:users-job:"), "the batch submitted"
             )
-            first.send_signal(signal.SIGKILL)  # mid-batch: submitted, not yet polled to its end
+            assert wired.fake.count("POST", "/api/v2/users/create_or_update_many") == 1
+            first.send_signal(signal.SIGKILL)  # mid-batch: Zendesk is still working on it
             assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
         held = await engine.queue.get(job.id)
         assert held is not None and held.state == "running"  # its lease will expire
@@ -606,6 +607,11 @@ async def test_a_worker_killed_mid_write_never_leaves_a_stale_ticket_value(
         assert "Ready" not in applied[applied.index("Shipped") :]
         assert len(applied) == len(set(applied))
         assert wired.fake.tickets[ticket["id"]]["status"] == "open"
+
+
+async def _recorded(queue: Any, prefix: str) -> bool:
+    rows = await queue.db.fetchall("SELECT key FROM ledger WHERE key LIKE ?", (prefix + "%",))
+    return bool(rows)
 
 
 async def _done(queue: Any, job_id: str) -> bool:
