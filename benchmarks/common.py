@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -169,6 +170,48 @@ async def run_load(mode: str, spec: dict[str, Any], *args: str) -> dict[str, Any
         raise RuntimeError(f"load generator failed ({mode}, exit {process.returncode})")
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+async def child_json(
+    script: Path, *args: str, limit: float, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Runs a benchmark script in a process of its own; returns the JSON it prints.
+
+    Past `limit` seconds the child is killed and TimeoutError raised; a non-zero exit raises
+    RuntimeError naming the script."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *args, stdout=asyncio.subprocess.PIPE, cwd=cwd
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), limit)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"{script.name} failed (exit {process.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def in_child(script: str, quick: bool, limit: float) -> dict[str, Any]:
+    """Runs a `--json [--quick]` benchmark module in its own process (as `make bench` does)."""
+    flags = ["--json", "--quick"] if quick else ["--json"]
+    return await child_json(Path(script), *flags, limit=limit)
+
+
+def bench_main(
+    description: str,
+    run: Callable[[bool], Coroutine[Any, Any, dict[str, Any]]],
+    render: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """The command line of a `--json [--quick]` benchmark module."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    results = asyncio.run(run(args.quick))
+    print(json.dumps(results) if args.json else "\n".join(render(results)))
 
 
 def machine_cpu() -> tuple[float, float]:

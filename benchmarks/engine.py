@@ -18,10 +18,8 @@ PostgreSQL: 127.0.0.1:5432, database `test`, a schema of its own dropped afterwa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import random
 import statistics
 import sys
@@ -47,7 +45,8 @@ from commerce_context.database import Database  # noqa: E402
 from commerce_context.exceptions import UpstreamUnavailable  # noqa: E402
 from commerce_context.jobs import Queue, Rate, parse_rate  # noqa: E402
 from commerce_context.worker import JobContext, Worker  # noqa: E402
-from common import serve  # noqa: E402
+from common import bench_main, serve  # noqa: E402
+from common import in_child as run_child  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
@@ -394,29 +393,11 @@ def _met(ok: bool) -> str:
 
 async def in_child(quick: bool, limit: float = 600) -> dict[str, Any]:
     """Runs this module in a process of its own (as `make bench` does); returns its results."""
-    flags = ["--json", "--quick"] if quick else ["--json"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__)), *flags, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"engine.py failed (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await run_child(__file__, quick, limit)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Sync engine benchmarks")
-    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    results = asyncio.run(run(args.quick))
-    print(json.dumps(results) if args.json else "\n".join(render(results)))
+    bench_main("Sync engine benchmarks", run, render)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ t4. The storefront snippet's size, raw and gzipped.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gzip
-import json
 import random
 import sys
 import tempfile
@@ -52,6 +50,8 @@ from commerce_context.stores import MemoryStore  # noqa: E402
 from commerce_context.tidio import Contacts  # noqa: E402
 from commerce_context.tidio_sync import PROPERTIES, PUSH_KIND, enqueue_push, push  # noqa: E402
 from commerce_context.worker import Services, Worker  # noqa: E402
+from common import bench_main  # noqa: E402
+from common import in_child as run_child  # noqa: E402
 
 SNIPPET = HERE.parent / "tidio_widget" / "commerce-context-tidio.js"
 CLIENT_ID, CLIENT_SECRET = "ci_bench", "cs_bench0secret"
@@ -324,29 +324,11 @@ def _met(ok: bool) -> str:
 
 async def in_child(quick: bool, limit: float = 900) -> dict[str, Any]:
     """Runs this module in a process of its own (as `make bench` does); returns its results."""
-    flags = ["--json", "--quick"] if quick else ["--json"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__)), *flags, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"tidio.py failed (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await run_child(__file__, quick, limit)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Tidio contact-sync benchmarks")
-    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    results = asyncio.run(run(args.quick))
-    print(json.dumps(results) if args.json else "\n".join(render(results)))
+    bench_main("Tidio contact-sync benchmarks", run, render)
 
 
 if __name__ == "__main__":

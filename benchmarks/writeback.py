@@ -13,7 +13,6 @@ w1. The whole service (create_app with its in-process worker, SQLite job databas
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -40,7 +39,8 @@ from commerce_context.emulator.harness import (  # noqa: E402
     running,
 )
 from commerce_context.webhooks import expected_signature  # noqa: E402
-from common import serve  # noqa: E402
+from common import bench_main, serve  # noqa: E402
+from common import in_child as run_child  # noqa: E402
 from upstream import LatencyTransport  # noqa: E402
 
 DELAY = 0.05
@@ -170,29 +170,11 @@ def render(results: dict[str, Any]) -> list[str]:
 
 async def in_child(quick: bool, limit: float = 600) -> dict[str, Any]:
     """Runs this module in a process of its own (as `make bench` does); returns its results."""
-    flags = ["--json", "--quick"] if quick else ["--json"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__)), *flags, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"writeback.py failed (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await run_child(__file__, quick, limit)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Webhook-to-writeback latency")
-    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    results = asyncio.run(run(args.quick))
-    print(json.dumps(results) if args.json else "\n".join(render(results)))
+    bench_main("Webhook-to-writeback latency", run, render)
 
 
 if __name__ == "__main__":
