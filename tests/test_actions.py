@@ -326,6 +326,21 @@ async def test_bad_requests_are_a_400(svc: Service, body: dict[str, Any]) -> Non
     assert response.json()["error"]["code"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"action": "cancel_order", "order_id": "\\ud800", "request_id": "abcdefgh12"}',
+        b'{"\\udfff": 1}',
+    ],
+)
+async def test_hostile_json_is_a_400(svc: Service, body: bytes) -> None:
+    headers = {**svc.bearer(), "Content-Type": "application/json"}
+    response = await svc.client.post("/zendesk/actions", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "bad_request"
+
+
 async def test_the_endpoints_need_the_session(svc: Service) -> None:
     body = {"action": "cancel_order", "order_id": str(uuid.uuid4()), "request_id": "abcdefgh12"}
     assert (await svc.client.post("/zendesk/actions", json=body)).status_code == 401

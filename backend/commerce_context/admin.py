@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import errors
+from . import errors, tokens
 from .audit import Audit, AuditEntry
 from .exceptions import BadRequest, Forbidden, NotFound
 from .jobs import STATES, Queue
@@ -55,9 +55,10 @@ class _Denied(Exception):
 
 def _credential(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
+    token = tokens.bearer(header)
+    if token is not None:
+        return token
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
