@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from . import correlation
+from .commercetools import retry_after_seconds
 from .exceptions import (
     ConfigError,
     UpstreamAuthError,
@@ -235,11 +236,8 @@ def _errors(response: httpx.Response) -> tuple[list[str], str | None]:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
+    # Tidio documents no Retry-After: trust only a positive value up to an hour.
+    seconds = retry_after_seconds(response.headers.get("retry-after"))
     return seconds if seconds is not None and 0 < seconds <= 3600 else None
 
 

@@ -31,12 +31,12 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from . import correlation
+from .commercetools import retry_after_seconds
 from .exceptions import (
     ConcurrentModification,
     ConfigError,
@@ -398,14 +398,4 @@ def _float(value: str | None) -> float | None:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    seconds = _float(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return retry_after_seconds(response.headers.get("Retry-After"))
