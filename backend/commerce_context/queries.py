@@ -3,7 +3,8 @@
 A `Read` is one root field (an order by number, a customer's recent orders, ...) plus the views
 that will be rendered from it. `compose()` merges the views of each read field by field and puts
 every read in one document under its own alias, so a ticket view costs one upstream request.
-Values always travel as GraphQL variables; predicates embed them only through `_quote()`.
+Values always travel as GraphQL variables; predicates embed them only through
+`views.string_literal()`.
 
 The document text depends only on the shape of the reads (roots, argument names, views, store
 scoping), so it is built once per shape and cached.
@@ -23,7 +24,7 @@ from graphql import FieldNode, InlineFragmentNode, SelectionSetNode, print_ast
 from graphql.utilities import strip_ignored_characters
 
 from .exceptions import ConfigError, UpstreamError
-from .views import FORBIDDEN_FIELDS, View
+from .views import FORBIDDEN_FIELDS, View, string_literal
 
 __all__ = [
     "Document",
@@ -142,7 +143,7 @@ def orders_by_ids(
     if not ids:
         # `id in ()` is not a valid predicate, and one failed list read voids the document.
         raise ConfigError("orders_by_ids() needs at least one id")
-    where = f"id in ({', '.join(_quote(i) for i in ids)})"
+    where = f"id in ({', '.join(string_literal(i) for i in ids)})"
     return _query(key, "orders", "Order", where, views, limit=len(ids), store=store)
 
 
@@ -150,7 +151,7 @@ def by_ids(root: str, type_: str, ids: Sequence[str], views: Sequence[View], *, 
     """Entities of one type by id (the delta cache refetches exactly what changed)."""
     if not ids:
         raise ConfigError("by_ids() needs at least one id")
-    where = f"id in ({', '.join(_quote(i) for i in ids)})"
+    where = f"id in ({', '.join(string_literal(i) for i in ids)})"
     return _query(key, root, type_, where, views, limit=len(ids), store=None)
 
 
@@ -158,7 +159,7 @@ def orders_with_payment(
     payment_id: str, views: Sequence[View], *, key: str = "payment_orders"
 ) -> Read:
     """The orders a payment is attached to (normally one)."""
-    where = f"paymentInfo(payments(id = {_quote(payment_id)}))"
+    where = f"paymentInfo(payments(id = {string_literal(payment_id)}))"
     return _query(key, "orders", "Order", where, views, limit=10, store=None)
 
 
@@ -179,7 +180,7 @@ def customers_by_email(
     key: str = "customers",
 ) -> Read:
     # commercetools stores email case-preserved; lowercaseEmail is the case-insensitive predicate.
-    where = f"lowercaseEmail = {_quote(normalise_email(email))}"
+    where = f"lowercaseEmail = {string_literal(normalise_email(email))}"
     return _query(key, "customers", "Customer", where, views, limit=limit, store=store)
 
 
@@ -191,7 +192,7 @@ def customer_orders(
     store: str | None = None,
     key: str = "customer_orders",
 ) -> Read:
-    where = f"customerId = {_quote(customer_id)}"
+    where = f"customerId = {string_literal(customer_id)}"
     return _query(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
     )
@@ -295,13 +296,7 @@ def _query(
 
 
 def _quoted_list(values: Sequence[str]) -> str:
-    return ", ".join(_quote(v) for v in values)
-
-
-def _quote(value: str) -> str:
-    """A commercetools predicate string literal."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return ", ".join(string_literal(v) for v in values)
 
 
 # -- composition ---------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from .links import Binding, LinkKeys, panel_url
 from .queries import Arg, Read, compose
 from .settings import Settings
 from .tidio_api import MAX_BATCH, MAX_VALUE, TidioClient
-from .views import View
+from .views import View, string_literal
 from .worker import JobContext
 
 __all__ = [
@@ -402,9 +402,9 @@ async def order_context(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
         return {"skipped": "order not found"}
     customer_id, anonymous_id = order.get("customerId"), order.get("anonymousId")
     if customer_id:
-        where = f"customerId = {_quote(customer_id)}"
+        where = f"customerId = {string_literal(customer_id)}"
     elif anonymous_id:
-        where = f"anonymousId = {_quote(anonymous_id)}"
+        where = f"anonymousId = {string_literal(anonymous_id)}"
     else:
         return {"skipped": "a guest order without a session: no Tidio contact to address"}
     orders_read = Read(
@@ -514,7 +514,7 @@ async def _read_cart(ctx: JobContext, payload: Mapping[str, Any]) -> dict[str, A
     elif isinstance(customer_id, str) and customer_id:
         read = queries.active_cart(customer_id, [TIDIO_CART], store=store, key="cart")
     elif isinstance(anonymous_id, str) and anonymous_id:
-        where = f'anonymousId = {_quote(anonymous_id)} and cartState = "Active"'
+        where = f'anonymousId = {string_literal(anonymous_id)} and cartState = "Active"'
         read = Read(
             "carts",
             "carts",
@@ -736,10 +736,6 @@ async def _audit(
         )
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # -- POST /tidio/cart: the snippet's signed cart notification ------------------------------------
 
 
@@ -800,12 +796,12 @@ async def _read_cart_cached(request: Request, payload: Mapping[str, Any]) -> dic
         read = queries.active_cart(customer_id, [TIDIO_CART], store=store, key="cart")
     else:
         owner = (
-            f"customerId = {_quote(customer_id)}"
+            f"customerId = {string_literal(customer_id)}"
             if customer_id
-            else f"anonymousId = {_quote(str(anonymous_id))}"
+            else f"anonymousId = {string_literal(str(anonymous_id))}"
         )
         where = (
-            f"id = {_quote(cart_id)} and {owner}"
+            f"id = {string_literal(cart_id)} and {owner}"
             if cart_id
             else f'{owner} and cartState = "Active"'
         )

@@ -30,6 +30,7 @@ __all__ = [
     "VERSION",
     "View",
     "order_custom_fields",
+    "string_literal",
 ]
 
 # Fields that carry payment tokens, card data or PSP identifiers. Never requested.
@@ -208,7 +209,7 @@ def order_custom_fields(names: tuple[str, ...]) -> View:
     """The order's custom fields, limited to the configured names."""
     if not names:
         return View("order_custom_fields", "Order", "custom { typeRef { id } }")
-    quoted = ", ".join(_graphql_string(name) for name in names)
+    quoted = ", ".join(string_literal(name) for name in names)
     return View(
         "order_custom_fields",
         "Order",
@@ -216,7 +217,10 @@ def order_custom_fields(names: tuple[str, ...]) -> View:
     )
 
 
-def _graphql_string(value: str) -> str:
-    # Field names come from config; escaping keeps a stray quote from changing the document.
+def string_literal(value: str) -> str:
+    """A double-quoted string literal, spelt alike in GraphQL and in commercetools predicates.
+
+    The one quoting function: config and request values pass through it, so a stray quote
+    cannot change the document or the predicate."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
