@@ -257,6 +257,40 @@ async def test_a_pause_stops_every_instance_until_it_ends(
     assert await two.strikes("ct") == 0  # a success resets the throttle count
 
 
+@pytest.mark.parametrize("way", ["reschedule", "release", "retry"])
+async def test_an_older_value_going_back_to_the_queue_yields_to_a_newer_one(
+    database: Database, clock: Clock, way: str
+) -> None:
+    """A running write of one target fails, is handed back or dies while a newer value for
+    the same target already waits: the newer job wins, the older never runs again (and the
+    queue does not trip over two queued jobs of one coalesce key)."""
+    queue = queue_on(database, clock)
+    target = "ct:order:o-1:field:supportStatus"
+    old = await queue.enqueue("w", {"value": "old"}, key="k-old", destination="ct", coalesce=target)
+    [claimed] = await queue.claim(1, worker="w", lease=30)
+    new = await queue.enqueue("w", {"value": "new"}, key="k-new", destination="ct", coalesce=target)
+    assert new.id != old.id
+    if way == "reschedule":
+        assert await queue.reschedule(claimed, at=clock.now + 1, error="HTTP 503")
+    elif way == "release":
+        await queue.release([claimed])
+    else:
+        assert await queue.kill(claimed, "order o-1 does not exist")
+        with pytest.raises(BadRequest, match="superseded"):
+            await queue.retry(old.id)
+    before = await queue.get(old.id)
+    assert before is not None
+    if way == "retry":
+        assert before.state == "dead"
+    else:
+        assert before.state == "cancelled"
+        assert before.last_error is not None and new.id in before.last_error
+    clock.advance(2)
+    [runnable] = await queue.claim(10, worker="w2", lease=30)
+    assert runnable.id == new.id
+    assert runnable.payload == {"value": "new"}
+
+
 async def test_dead_jobs_can_be_retried_or_cancelled(database: Database, clock: Clock) -> None:
     queue = queue_on(database, clock)
     job = await queue.enqueue("k", {}, key="a", destination="d")

@@ -341,6 +341,14 @@ class Queue:
     async def _operate(self, job_id: str, allowed: tuple[str, ...], sql: str, verb: str) -> Job:
         now = self.clock()
         async with self.db.transaction() as tx:
+            current = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            if verb == "retried" and current is not None and current["state"] in allowed:
+                newer = await _queued_sibling(tx, Job.from_row(current))
+                if newer is not None:
+                    raise BadRequest(
+                        f"job {job_id} is superseded: job {newer} already writes a newer value "
+                        "to the same target"
+                    )
             changed = await tx.execute(sql, (now, now, job_id))
             row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
@@ -501,12 +509,15 @@ class Queue:
         """Back to the queue until `at` (a retry); False when the lease had been lost."""
         now = self.clock()
         undo = "" if count_attempt else "attempts = attempts - 1, "
-        changed = await self.db.execute(
-            f"UPDATE jobs SET state = 'queued', {undo}run_at = ?, last_error = ?, "  # noqa: S608
-            "lease_until = NULL, lease_token = NULL, worker = NULL, updated_at = ? "
-            "WHERE id = ? AND lease_token = ?",
-            (at, error, now, job.id, job.lease_token),
-        )
+        async with self.db.transaction() as tx:
+            if await _superseded(tx, job, now):
+                return True
+            changed = await tx.execute(
+                f"UPDATE jobs SET state = 'queued', {undo}run_at = ?, last_error = ?, "  # noqa: S608
+                "lease_until = NULL, lease_token = NULL, worker = NULL, updated_at = ? "
+                "WHERE id = ? AND lease_token = ?",
+                (at, error, now, job.id, job.lease_token),
+            )
         if changed:
             self.wakeup.set()
         return bool(changed)
@@ -526,6 +537,8 @@ class Queue:
         now = self.clock()
         async with self.db.transaction() as tx:
             for job in jobs:
+                if await _superseded(tx, job, now):
+                    continue
                 await tx.execute(
                     "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, "
                     "lease_until = NULL, lease_token = NULL, worker = NULL, updated_at = ? "
@@ -583,3 +596,30 @@ def _refill(row: Row, rate: Rate, now: float) -> float:
     start = max(float(row["refilled_at"]), float(row["paused_until"]))
     elapsed = max(0.0, now - start)
     return float(min(rate.burst, float(row["tokens"]) + elapsed * rate.per_second))
+
+
+async def _queued_sibling(tx: Transaction, job: Job) -> str | None:
+    """The id of a queued job with `job`'s coalesce key, other than `job` itself."""
+    if job.coalesce is None:
+        return None
+    row = await tx.fetchone(
+        "SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued' AND id <> ?",
+        (job.coalesce, job.id),
+    )
+    return None if row is None else str(row["id"])
+
+
+async def _superseded(tx: Transaction, job: Job, now: float) -> bool:
+    """A claimed job going back to the queue while a newer value for the same target waits
+    there: that newer job carries the latest value, so this one ends cancelled (two queued
+    jobs of one coalesce key cannot exist, and the older value must not be written after the
+    newer one)."""
+    newer = await _queued_sibling(tx, job)
+    if newer is None:
+        return False
+    changed = await tx.execute(
+        "UPDATE jobs SET state = 'cancelled', last_error = ?, lease_until = NULL, "
+        "lease_token = NULL, worker = NULL, updated_at = ? WHERE id = ? AND lease_token = ?",
+        (f"superseded by job {newer}, which writes a newer value", now, job.id, job.lease_token),
+    )
+    return bool(changed)
