@@ -74,8 +74,9 @@ class Window:
     kinds: frozenset[str] = frozenset()
     codes: frozenset[str] = frozenset()
 
-    def covers(self, t: float, kind: str = "", code: str | None = None) -> bool:
-        if not self.start <= t <= self.end:
+    def covers(self, t: float, seconds: float, kind: str = "", code: str | None = None) -> bool:
+        """Does it excuse an answer to a request in flight from t to t + seconds?"""
+        if t > self.end or t + seconds < self.start:
             return False
         if self.kinds and kind not in self.kinds:
             return False
@@ -83,20 +84,22 @@ class Window:
 
 
 def errors_outside(
-    answers: Iterable[tuple[float, int, str, str | None]], windows: Sequence[Window]
-) -> tuple[dict[str, int], list[tuple[float, int, str, str | None]]]:
+    answers: Iterable[tuple[float, float, int, str, str | None]], windows: Sequence[Window]
+) -> tuple[dict[str, int], list[tuple[float, float, int, str, str | None]]]:
     """5xx answers per window that excuses them, and the ones no window excuses.
 
-    `answers`: (time, status, request kind, error code). Status 0 = no answer at all
-    (connection failed, timeout): counted like a 5xx, a client would see an error.
+    `answers`: (start, seconds until the answer, status, request kind, error code); a window
+    excuses a request that was in flight at any moment of it (one sent just before an
+    instance was killed fails with it). Status 0 = no answer at all (connection failed,
+    timeout): counted like a 5xx, a client would see an error.
     """
     inside: dict[str, int] = {}
-    outside: list[tuple[float, int, str, str | None]] = []
-    for t, status, kind, code in answers:
+    outside: list[tuple[float, float, int, str, str | None]] = []
+    for t, seconds, status, kind, code in answers:
         if status == 0 or status >= 500:
-            window = next((w for w in windows if w.covers(t, kind, code)), None)
+            window = next((w for w in windows if w.covers(t, seconds, kind, code)), None)
             if window is None:
-                outside.append((t, status, kind, code))
+                outside.append((t, seconds, status, kind, code))
             else:
                 inside[window.name] = inside.get(window.name, 0) + 1
     return inside, outside

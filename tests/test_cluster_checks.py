@@ -41,23 +41,26 @@ def test_check_rate_allows_the_bucket_plus_one_period_of_refill() -> None:
 
 def test_errors_outside_the_documented_windows() -> None:
     answers = [
-        (1.0, 200, "panels", None),
-        (2.0, 502, "panels", None),
-        (2.5, 0, "webhook", None),
-        (5.0, 503, "panels", "upstream_unavailable"),
-        (6.0, 429, "panels", "too_many_requests"),  # not a server error
-        (7.0, 500, "panels", "internal_error"),
-        (10.0, 503, "panels", "upstream_unavailable"),
-        (10.5, 503, "events", "upstream_unavailable"),  # not a kind the window excuses
-        (11.0, 500, "panels", "internal_error"),  # not a code the window excuses
+        (1.0, 0.1, 200, "panels", None),
+        (2.0, 0.1, 502, "panels", None),
+        (2.5, 0.1, 0, "webhook", None),
+        (1.2, 0.5, 502, "events", None),  # sent before the kill, still in flight at 1.5
+        (1.0, 0.4, 502, "events", None),  # answered before the window began
+        (5.0, 0.1, 503, "panels", "upstream_unavailable"),
+        (6.0, 0.1, 429, "panels", "too_many_requests"),  # not a server error
+        (7.0, 0.1, 500, "panels", "internal_error"),
+        (10.0, 0.1, 503, "panels", "upstream_unavailable"),
+        (10.5, 0.1, 503, "events", "upstream_unavailable"),  # not a kind the window excuses
+        (11.0, 0.1, 500, "panels", "internal_error"),  # not a code the window excuses
     ]
     windows = [
         Window("kill", 1.5, 3.0),
         Window("outage", 9.0, 12.0, frozenset({"panels"}), frozenset({"upstream_unavailable"})),
     ]
     inside, outside = errors_outside(answers, windows)
-    assert inside == {"kill": 2, "outage": 1}
-    assert [(t, status) for t, status, _, _ in outside] == [
+    assert inside == {"kill": 3, "outage": 1}
+    assert [(t, status) for t, _, status, _, _ in outside] == [
+        (1.0, 502),
         (5.0, 503),
         (7.0, 500),
         (10.5, 503),
