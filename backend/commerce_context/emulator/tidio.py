@@ -69,7 +69,6 @@ import math
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +79,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from .faults import Faults, answer
 
 __all__ = [
     "DEFAULT_PROPERTIES",
@@ -128,15 +129,6 @@ class _Invalid(Exception):
 
 
 @dataclass
-class Fault:
-    """What the next `count` requests suffer: "429", "429-retry-after", "503" or "latency"."""
-
-    kind: str
-    count: int = 1
-    seconds: float = 1.0
-
-
-@dataclass
 class FakeTidio:
     """In-memory Tidio project. Serve `self` (an ASGI app) with uvicorn."""
 
@@ -159,7 +151,7 @@ class FakeTidio:
         self.batch_sizes: list[int] = []
         self.throttled = 0
         self.webhooks_sent: list[dict[str, Any]] = []
-        self._faults: deque[Fault] = deque()
+        self._faults = Faults()  # kinds: "429", "429-retry-after", "503", "latency"
         self._window_start = self.clock()
         self._window_count = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,7 +184,7 @@ class FakeTidio:
         return None
 
     def inject(self, kind: str, count: int = 1, seconds: float = 1.0) -> None:
-        self._faults.append(Fault(kind, count, seconds))
+        self._faults.add(kind, count, seconds)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == path)
@@ -210,25 +202,11 @@ class FakeTidio:
             return
         self.requests.append((scope["method"], scope["path"]))
         early = await self._guard(scope)
-        headers = self._rate_headers()
-        if early is not None:
-            for name, value in headers.items():
-                early.headers.setdefault(name, value)
-            await early(scope, receive, send)
-            return
-
-        async def with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                raw = list(message.get("headers", []))
-                raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-                message = dict(message, headers=raw)
-            await send(message)
-
-        await self._router(scope, receive, with_headers)
+        await answer(self._router, early, self._rate_headers(), scope, receive, send)
 
     async def _guard(self, scope: Any) -> Response | None:
         """Faults, authentication, versioning and the rate limit, in that order."""
-        fault = self._next_fault()
+        fault = self._faults.next()
         if fault is not None:
             if fault.kind == "latency":
                 await asyncio.sleep(fault.seconds)
@@ -263,15 +241,6 @@ class FakeTidio:
             return JSONResponse(TOO_MANY, status_code=429)
         self._window_count += 1
         return None
-
-    def _next_fault(self) -> Fault | None:
-        if not self._faults:
-            return None
-        fault = self._faults[0]
-        fault.count -= 1
-        if fault.count <= 0:
-            self._faults.popleft()
-        return fault
 
     def _rate_headers(self) -> dict[str, str]:
         return {

@@ -63,7 +63,6 @@ import math
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,7 +72,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from .faults import Fault, Faults, answer
 
 __all__ = ["FakeZendesk", "Fault", "serve_fake_zendesk"]
 
@@ -87,16 +88,6 @@ _CONFLICT = {
     "description": "Safe Update prevented the update due to outdated ticket data. "
     "Please fetch the latest ticket data and try again.",
 }
-
-
-@dataclass
-class Fault:
-    """What the next `count` requests suffer: "429", "429-no-retry-after", "429-bare" (neither
-    Retry-After nor rate-limit headers), "503" or "latency"."""
-
-    kind: str
-    count: int = 1
-    seconds: float = 1.0  # Retry-After for 429, delay for latency
 
 
 @dataclass
@@ -132,7 +123,9 @@ class FakeZendesk:
         self.throttled = 0
         self.edit_after_read: dict[int, int] = {}  # ticket id -> edits to make after a read
         self._ids = itertools.count(10_001)
-        self._faults: deque[Fault] = deque()
+        # kinds: "429", "429-no-retry-after", "429-bare" (neither Retry-After nor rate-limit
+        # headers), "503", "latency"
+        self._faults = Faults()
         self._window_start = self.clock()
         self._window_count = 0
         self._last_stamp = datetime(2020, 1, 1, tzinfo=UTC)
@@ -145,7 +138,7 @@ class FakeZendesk:
     def inject(self, kind: str, count: int = 1, seconds: float = 1.0) -> None:
         if kind not in ("429", "429-no-retry-after", "429-bare", "503", "latency"):
             raise ValueError(f"unknown fault {kind!r}")
-        self._faults.append(Fault(kind, count, seconds))
+        self._faults.add(kind, count, seconds)
 
     def add_user(self, name: str, email: str | None = None, **attributes: Any) -> dict[str, Any]:
         user = self._new_user(name, email)
@@ -231,27 +224,18 @@ class FakeZendesk:
         self.requests.append((scope["method"], scope["path"]))
         early = await self._guard(scope)
         headers = self._rate_headers()
-        if early is not None:
-            if early.status_code == 429 and early.headers.get("x-fault") == "bare":
-                del early.headers["x-fault"]
-                headers = {}
-            for name, value in headers.items():
-                early.headers.setdefault(name, value)
-            await early(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                raw = list(message.get("headers", []))
-                raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-                message = dict(message, headers=raw)
-            await send(message)
-
-        await self._router(scope, receive, with_headers)
+        if (
+            early is not None
+            and early.status_code == 429
+            and early.headers.get("x-fault") == "bare"
+        ):
+            del early.headers["x-fault"]
+            headers = {}
+        await answer(self._router, early, headers, scope, receive, send)
 
     async def _guard(self, scope: Scope) -> Response | None:
         """Faults, authentication and the rate limit, in that order."""
-        fault = self._next_fault()
+        fault = self._faults.next()
         if fault is not None:
             if fault.kind == "latency":
                 await asyncio.sleep(fault.seconds)
@@ -277,15 +261,6 @@ class FakeZendesk:
             return response
         self._window_count += 1
         return None
-
-    def _next_fault(self) -> Fault | None:
-        if not self._faults:
-            return None
-        fault = self._faults[0]
-        fault.count -= 1
-        if fault.count <= 0:
-            self._faults.popleft()
-        return fault
 
     def _authenticated(self, header: bytes) -> bool:
         value = header.decode("latin-1")
