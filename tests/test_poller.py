@@ -118,3 +118,49 @@ async def test_the_app_runs_the_poller_in_its_lifespan(harness: Harness, tmp_pat
                 break
             await asyncio.sleep(0.05)
         assert await StateFile(path).get(CURSOR) is not None
+
+
+class FlakyStore:
+    """A cache store that fails (as Redis does when it is down) while `broken` is set."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore(8 << 20)
+        self.broken = False
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.inner, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            if self.broken:
+                from commerce_context.exceptions import CacheUnavailable
+
+                raise CacheUnavailable("the cache's Redis does not answer")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_message_whose_apply_failed_is_applied_by_the_next_poll(
+    rig: Rig, harness: Harness
+) -> None:
+    """Messages are recorded as seen only after they were applied (and their sync jobs
+    enqueued): a failure part-way leaves them for the next poll instead of losing them."""
+    store = FlakyStore()
+    reader = Reader(rig.client, Policy(), store, namespace="flaky")  # type: ignore[arg-type]
+    poller = MessagesPoller(rig.client, reader, rig.state, interval=1, overlap=60)
+    await poller.poll_once()  # catch up with whatever the seed and other tests wrote
+    order = (await reader.fetch(order_read("US-3001"))).found["order"]
+    await rig.client.update(
+        "orders",
+        order["id"],
+        order["version"],
+        [{"action": "setCustomField", "name": "internalNote", "value": uuid.uuid4().hex}],
+    )
+    store.broken = True
+    with pytest.raises(Exception, match="does not answer"):
+        await poller.poll_once()
+    store.broken = False
+    assert await poller.poll_once() >= 1  # the same message, applied this time
+    after = await reader.fetch(order_read("US-3001"))
+    assert after.found["order"]["version"] > order["version"]
+    assert await poller.poll_once() == 0

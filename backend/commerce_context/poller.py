@@ -60,7 +60,9 @@ class MessagesPoller:
         applied = 0
         while True:
             page = await self._client.messages(after=_format(since), limit=PAGE)
-            fresh = set(await self._state.unseen((m["id"], m["createdAt"]) for m in page))
+            # Recorded as seen only once applied and enqueued: a failure (the job database
+            # down) leaves them unseen, so the next poll, re-reading the overlap, tries again.
+            fresh = set(await self._state.new_ids(m["id"] for m in page))
             events = []
             for message in page:
                 if message["id"] not in fresh:
@@ -75,6 +77,7 @@ class MessagesPoller:
                     await enqueue_tidio(self._queue, self._settings, events)
                 await apply_events(self._reader, events)
                 applied += len(events)
+            await self._state.unseen((m["id"], m["createdAt"]) for m in page if m["id"] in fresh)
             if page:
                 cursor = max(cursor, max(_parse(m["createdAt"]) for m in page))
             if len(page) < PAGE:

@@ -51,6 +51,30 @@ class StateFile:
             value,
         )
 
+    async def new_ids(self, ids: Iterable[str]) -> list[str]:
+        """The ids not recorded yet, in order (nothing is recorded: see `unseen`)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+
+        def work() -> list[str]:
+            connection = self._connect()
+            try:
+                known: set[object] = set()
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    rows = connection.execute(
+                        f"SELECT id FROM seen WHERE id IN ({marks})",  # noqa: S608
+                        chunk,
+                    ).fetchall()
+                    known.update(row[0] for row in rows)
+                return [i for i in wanted if i not in known]
+            finally:
+                connection.close()
+
+        return await asyncio.to_thread(work)
+
     async def unseen(self, items: Iterable[tuple[str, str]]) -> list[str]:
         """Record (id, createdAt) pairs; returns the ids not recorded before, in order."""
         pairs = list(items)
