@@ -4,7 +4,6 @@ HTTP; the engine's rate limit and pause; a refused batch split to isolate the ba
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,18 +17,14 @@ import pytest
 import pytest_asyncio
 
 from commerce_context.audit import Audit
-from commerce_context.cache import Freshness, Reader
-from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.database import Database
 from commerce_context.emulator.harness import Harness, demo_settings
 from commerce_context.emulator.tidio import FakeTidio, serve_fake_tidio
 from commerce_context.events import Event
 from commerce_context.handlers import HANDLERS
-from commerce_context.jobs import Job, Ledger, Queue, parse_rate
-from commerce_context.policy import Policy
+from commerce_context.jobs import Job, Queue, parse_rate
 from commerce_context.queries import compose, order_by_id
 from commerce_context.settings import Settings
-from commerce_context.stores import MemoryStore
 from commerce_context.tidio import Contacts, Shopper, distinct_id
 from commerce_context.tidio_sync import (
     CART_IDLE_KIND,
@@ -42,7 +37,8 @@ from commerce_context.tidio_sync import (
     enqueue_for_events,
     enqueue_order,
 )
-from commerce_context.worker import Services, Worker
+from commerce_context.worker import Services
+from tests.fakes import run_until_idle, sync_services
 from tests.orders import Api
 from tests.schema import assert_valid_document
 
@@ -64,28 +60,8 @@ class Sync:
     api: Api
 
     async def run_until_idle(self) -> None:
-        worker = Worker(
-            self.queue, HANDLERS, self.services.context, poll_interval=0.02, concurrency=1,
-            backoff_base=0.01, backoff_max=0.05, jitter=lambda: 0.0,
-        )  # fmt: skip
-        task = asyncio.create_task(worker.run())
-        try:
-            for _ in range(1500):
-                await asyncio.sleep(0.02)
-                if not await self._pending():
-                    break
-            else:
-                raise AssertionError(f"jobs still pending: {await self.queue.counts()}")
-        finally:
-            await worker.stop()
-            await task
-
-    async def _pending(self) -> bool:
-        soon = time.time() + 10  # the abandoned-cart checks wait much longer
-        return any(
-            job.state == "running" or (job.state == "queued" and job.run_at <= soon)
-            for job in await self.queue.list(limit=1000)
-        )
+        # Jobs due later than 10 s (the abandoned-cart checks wait much longer) do not count.
+        await run_until_idle(self.queue, HANDLERS, self.services.context, rounds=1500)
 
     def distinct(self, customer_id: str) -> str:
         return distinct_id(IDENTITY, Shopper(customer_id=customer_id))
@@ -131,17 +107,11 @@ async def sync(harness: Harness, tmp_path: Path) -> AsyncIterator[Sync]:
         db = Database.from_url(f"sqlite:///{tmp_path / 'sync.sqlite3'}")
         await db.open()
         async with httpx.AsyncClient(timeout=10) as http:
-            commercetools = CommercetoolsClient(settings, http)
             queue = Queue(db, max_attempts=5, limits={"tidio": parse_rate("600/min")})
-            audit = Audit(db)
-            reader = Reader(
-                commercetools,
-                Policy(),
-                MemoryStore(settings.cache_max_bytes),
-                freshness=Freshness(),
+            services = sync_services(settings, db, http, queue)
+            yield Sync(
+                settings, fake, queue, services.audit, services, Contacts(db), Api(http, harness)
             )
-            services = Services(settings, commercetools, reader, audit, http, Ledger(db), queue)
-            yield Sync(settings, fake, queue, audit, services, Contacts(db), Api(http, harness))
         await db.close()
 
 

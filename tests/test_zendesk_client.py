@@ -21,37 +21,24 @@ from commerce_context.exceptions import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from commerce_context.settings import Settings, load_settings
+from commerce_context.settings import Settings
 from commerce_context.zendesk import ZendeskClient, sanitise
+from tests.fakes import Sent, offline_settings
 
 EMAIL, TOKEN = "sync@example.com", "not-a-real-token-123"
 
 
 def _settings(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "ct_project_key": "p",
-        "ct_client_id": "c",
-        "ct_client_secret": "s",
-        "ct_api_url": "http://127.0.0.1:9",
-        "ct_auth_url": "http://127.0.0.1:9",
-        "zendesk_api_url": url,
-        "zendesk_api_email": EMAIL,
-        "zendesk_api_token": TOKEN,
-        "zendesk_timeout": 2.0,
-        "zendesk_fallback_backoff": 42.0,
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
-class Sent:
-    """Records the requests the shared httpx client sends (an event hook, not a patch)."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-
-    async def __call__(self, request: httpx.Request) -> None:
-        self.requests.append(request)
+    return offline_settings(
+        **{
+            "zendesk_api_url": url,
+            "zendesk_api_email": EMAIL,
+            "zendesk_api_token": TOKEN,
+            "zendesk_timeout": 2.0,
+            "zendesk_fallback_backoff": 42.0,
+            **overrides,
+        }
+    )
 
 
 @pytest_asyncio.fixture

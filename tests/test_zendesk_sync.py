@@ -5,7 +5,6 @@ order state to ticket fields (coalescing, skipping, solved tickets)."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,18 +16,14 @@ import pytest
 import pytest_asyncio
 
 from commerce_context.audit import Audit
-from commerce_context.cache import Freshness, Reader
-from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.database import Database
 from commerce_context.emulator.harness import Harness, demo_settings
 from commerce_context.emulator.zendesk import FakeZendesk, serve_fake_zendesk
 from commerce_context.events import Event
-from commerce_context.jobs import Job, Ledger, Queue
-from commerce_context.policy import Policy
+from commerce_context.jobs import Job, Queue
 from commerce_context.queries import compose, order_by_id
 from commerce_context.settings import Settings
-from commerce_context.stores import MemoryStore
-from commerce_context.worker import Services, Worker
+from commerce_context.worker import Services
 from commerce_context.zendesk_sync import (
     CUSTOMERS_KIND,
     HANDLERS,
@@ -40,6 +35,7 @@ from commerce_context.zendesk_sync import (
     enqueue_for_events,
     enqueue_order,
 )
+from tests.fakes import run_until_idle, sync_services
 from tests.schema import assert_valid_document
 
 pytestmark = pytest.mark.emulator
@@ -82,30 +78,8 @@ class Sync:
 
     async def run_until_idle(self) -> None:
         """Run a worker until no job is queued or running (a bounded wait)."""
-        worker = Worker(
-            self.queue, HANDLERS, self.services.context, poll_interval=0.02, concurrency=1,
-            backoff_base=0.01, backoff_max=0.05, jitter=lambda: 0.0,
-        )  # fmt: skip
-        task = asyncio.create_task(worker.run())
-        try:
-            for _ in range(1000):
-                await asyncio.sleep(0.02)
-                if not await self._pending():
-                    break
-            else:
-                raise AssertionError(f"jobs still pending: {await self.queue.counts()}")
-        finally:
-            await worker.stop()
-            await task
+        await run_until_idle(self.queue, HANDLERS, self.services.context)
         await self.fake.idle()
-
-    async def _pending(self) -> bool:
-        """A job running, or queued and due soon (a job delayed by a minute does not count)."""
-        soon = time.time() + 10
-        return any(
-            job.state == "running" or (job.state == "queued" and job.run_at <= soon)
-            for job in await self.queue.list(limit=1000)
-        )
 
     def reconfigure(self, config: str, path: Path) -> None:
         path.write_text(config)
@@ -154,17 +128,10 @@ async def sync(harness: Harness, ct_settings: Settings, tmp_path: Path) -> Async
         db = Database.from_url(f"sqlite:///{tmp_path / 'sync.sqlite3'}")
         await db.open()
         async with httpx.AsyncClient(timeout=10) as http:
-            commercetools = CommercetoolsClient(settings, http)
-            token = await commercetools.access_token()
             queue = Queue(db, max_attempts=5)
-            audit = Audit(db)
-            reader = Reader(
-                commercetools,
-                Policy(),
-                MemoryStore(settings.cache_max_bytes),
-                freshness=Freshness(),
-            )
-            services = Services(settings, commercetools, reader, audit, http, Ledger(db), queue)
+            services = sync_services(settings, db, http, queue)
+            audit = services.audit
+            token = await services.commercetools.access_token()
             async with httpx.AsyncClient(
                 base_url=f"{harness.api_url}/{harness.project_key}",
                 headers={"Authorization": f"Bearer {token}"},
