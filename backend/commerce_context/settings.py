@@ -593,6 +593,9 @@ class Settings(BaseSettings):
     tidio_allowed_origins: tuple[str, ...] = Field(
         default=(), description="storefront origins whose pages may call POST /tidio/identify"
     )
+    tidio_identify_per_ip: int = Field(
+        default=120, ge=1, le=100000, description="identify calls by shoppers per address a minute"
+    )
     tidio_webhook_secrets: SecretStr | None = Field(
         default=None, description="Tidio webhook signing secrets, comma-separated"
     )
@@ -610,9 +613,6 @@ class Settings(BaseSettings):
     )
     tidio_lyro_window: float = Field(
         default=600.0, ge=10, le=86400, description="the Lyro rate-limit window, seconds"
-    )
-    tidio_identify_per_ip: int = Field(
-        default=120, ge=1, le=100000, description="identify calls by shoppers per address a minute"
     )
     # -- Tidio OpenAPI (outbound contact properties: tidio_api.py, tidio_sync.py) ------------
     tidio_client_id: str | None = Field(
