@@ -37,6 +37,7 @@ __all__ = [
     "customer_orders",
     "customers_by_email",
     "email_spellings",
+    "filtered",
     "guest_orders",
     "order_by_id",
     "order_by_number",
@@ -144,7 +145,7 @@ def orders_by_ids(
         # `id in ()` is not a valid predicate, and one failed list read voids the document.
         raise ConfigError("orders_by_ids() needs at least one id")
     where = f"id in ({', '.join(string_literal(i) for i in ids)})"
-    return _query(key, "orders", "Order", where, views, limit=len(ids), store=store)
+    return filtered(key, "orders", "Order", where, views, limit=len(ids), store=store)
 
 
 def by_ids(root: str, type_: str, ids: Sequence[str], views: Sequence[View], *, key: str) -> Read:
@@ -152,7 +153,7 @@ def by_ids(root: str, type_: str, ids: Sequence[str], views: Sequence[View], *, 
     if not ids:
         raise ConfigError("by_ids() needs at least one id")
     where = f"id in ({', '.join(string_literal(i) for i in ids)})"
-    return _query(key, root, type_, where, views, limit=len(ids), store=None)
+    return filtered(key, root, type_, where, views, limit=len(ids), store=None)
 
 
 def orders_with_payment(
@@ -160,7 +161,7 @@ def orders_with_payment(
 ) -> Read:
     """The orders a payment is attached to (normally one)."""
     where = f"paymentInfo(payments(id = {string_literal(payment_id)}))"
-    return _query(key, "orders", "Order", where, views, limit=10, store=None)
+    return filtered(key, "orders", "Order", where, views, limit=10, store=None)
 
 
 def customer_by_id(
@@ -181,7 +182,7 @@ def customers_by_email(
 ) -> Read:
     # commercetools stores email case-preserved; lowercaseEmail is the case-insensitive predicate.
     where = f"lowercaseEmail = {string_literal(normalise_email(email))}"
-    return _query(key, "customers", "Customer", where, views, limit=limit, store=store)
+    return filtered(key, "customers", "Customer", where, views, limit=limit, store=store)
 
 
 def customer_orders(
@@ -193,7 +194,7 @@ def customer_orders(
     key: str = "customer_orders",
 ) -> Read:
     where = f"customerId = {string_literal(customer_id)}"
-    return _query(
+    return filtered(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
     )
 
@@ -209,7 +210,7 @@ def guest_orders(
     where = (
         f"customerEmail in ({_quoted_list(email_spellings([email]))}) and customerId is not defined"
     )
-    return _query(
+    return filtered(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
     )
 
@@ -226,7 +227,7 @@ def orders_by_email(
     if not emails:
         raise ConfigError("orders_by_email() needs at least one address")
     where = f"customerEmail in ({_quoted_list(email_spellings(emails))})"
-    return _query(
+    return filtered(
         key, "orders", "Order", where, views, limit=limit, store=store, sort="createdAt desc"
     )
 
@@ -256,7 +257,7 @@ def active_carts_by_email(
     if not emails:
         raise ConfigError("active_carts_by_email() needs at least one address")
     where = f'cartState = "Active" and customerEmail in ({_quoted_list(email_spellings(emails))})'
-    return _query(
+    return filtered(
         key, "carts", "Cart", where, views, limit=limit, store=store, sort="lastModifiedAt desc"
     )
 
@@ -278,7 +279,7 @@ def email_spellings(emails: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(s for e in emails for s in (e.strip(), normalise_email(e))))
 
 
-def _query(
+def filtered(
     key: str,
     root: str,
     type_: str,
@@ -289,6 +290,7 @@ def _query(
     store: str | None,
     sort: str | None = None,
 ) -> Read:
+    """A `where` query of a collection: up to `limit` results, ordered by `sort` if given."""
     args = [Arg("where", "String", where), Arg("limit", "Int", limit)]
     if sort:
         args.append(Arg("sort", "[String!]", [sort]))

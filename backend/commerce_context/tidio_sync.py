@@ -56,7 +56,7 @@ from .exceptions import (
 from .jobs import Job, Permanent, Queue
 from .limits import parse_json, read_body
 from .links import Binding, LinkKeys, panel_url
-from .queries import Arg, Read, compose
+from .queries import Read, compose
 from .settings import Settings
 from .tidio_api import MAX_BATCH, MAX_VALUE, TidioClient
 from .views import View, string_literal
@@ -407,17 +407,15 @@ async def order_context(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
         where = f"anonymousId = {string_literal(anonymous_id)}"
     else:
         return {"skipped": "a guest order without a session: no Tidio contact to address"}
-    orders_read = Read(
+    orders_read = queries.filtered(
         "orders",
         "orders",
         "Order",
-        (
-            Arg("where", "String", where),
-            Arg("limit", "Int", ORDERS_PER_SHOPPER),
-            Arg("sort", "[String!]", ["createdAt desc"]),
-        ),
-        (TIDIO_ORDER,),
-        many=True,
+        where,
+        [TIDIO_ORDER],
+        limit=ORDERS_PER_SHOPPER,
+        store=None,
+        sort="createdAt desc",
     )
     orders = (await ctx.commercetools.fetch(compose([orders_read], "TidioOrders")))["orders"]
     orders = [o for o in orders or [] if isinstance(o, dict)] or [order]
@@ -504,6 +502,13 @@ async def cart_idle(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any] 
     return {"abandoned": True}
 
 
+def _newest_cart(where: str, store: str | None) -> Read:
+    return queries.filtered(
+        "carts", "carts", "Cart", where, [TIDIO_CART], limit=1, store=store,
+        sort="lastModifiedAt desc",
+    )  # fmt: skip
+
+
 async def _read_cart(ctx: JobContext, payload: Mapping[str, Any]) -> dict[str, Any] | None:
     cart_id = payload.get("cart_id")
     customer_id = payload.get("customer_id")
@@ -515,19 +520,7 @@ async def _read_cart(ctx: JobContext, payload: Mapping[str, Any]) -> dict[str, A
         read = queries.active_cart(customer_id, [TIDIO_CART], store=store, key="cart")
     elif isinstance(anonymous_id, str) and anonymous_id:
         where = f'anonymousId = {string_literal(anonymous_id)} and cartState = "Active"'
-        read = Read(
-            "carts",
-            "carts",
-            "Cart",
-            (
-                Arg("where", "String", where),
-                Arg("limit", "Int", 1),
-                Arg("sort", "[String!]", ["lastModifiedAt desc"]),
-            ),
-            (TIDIO_CART,),
-            many=True,
-            store=store,
-        )
+        read = _newest_cart(where, store)
     else:
         raise Permanent("malformed tidio.cart payload")
     found = (await ctx.commercetools.fetch(compose([read], "TidioCart")))[read.key]
@@ -805,19 +798,7 @@ async def _read_cart_cached(request: Request, payload: Mapping[str, Any]) -> dic
             if cart_id
             else f'{owner} and cartState = "Active"'
         )
-        read = Read(
-            "carts",
-            "carts",
-            "Cart",
-            (
-                Arg("where", "String", where),
-                Arg("limit", "Int", 1),
-                Arg("sort", "[String!]", ["lastModifiedAt desc"]),
-            ),
-            (TIDIO_CART,),
-            many=True,
-            store=store,
-        )
+        read = _newest_cart(where, store)
     # Fresh, not cached: the notification says the cart just changed.
     answer = await request.state.reader.fetch([read], refresh=True, name="TidioCartNotification")
     found = answer.found.get(read.key)
