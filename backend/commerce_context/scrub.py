@@ -43,7 +43,7 @@ from typing import Final
 
 from .exceptions import ConfigError
 
-__all__ = ["CARD_FILL", "FILL", "SCRUB_VERSION", "Scrubber", "luhn_valid", "scrub"]
+__all__ = ["CARD_FILL", "FILL", "SCRUB_VERSION", "Scrubber", "luhn_valid", "sanitise", "scrub"]
 
 #: Bumped whenever the built-in rules change, so caches keyed by the policy are rebuilt.
 SCRUB_VERSION: Final = 1
@@ -235,3 +235,17 @@ _DEFAULT: Final = Scrubber()
 def scrub(text: str) -> str:
     """`text` with card numbers and payment secrets masked by the built-in rules."""
     return _DEFAULT(text)
+
+
+# -- error text of the SaaS APIs (Zendesk, Tidio) -------------------------------------------------
+
+_EMAIL = re.compile(r"[^\s@<>\"',;:]+@[^\s@<>\"',;:]+")
+_LONG_NUMBER = re.compile(r"\+?\d[\d\s().-]{4,}\d")
+
+
+def sanitise(text: str, limit: int = 200) -> str:
+    """An upstream's error text for our messages and logs: e-mail addresses and long numbers
+    (phones, ids of people) masked, whitespace collapsed, at most `limit` characters."""
+    masked = _LONG_NUMBER.sub("<number>", _EMAIL.sub("<email>", text))
+    masked = " ".join(masked.split())
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"

@@ -41,6 +41,7 @@ from .exceptions import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from .scrub import sanitise
 from .settings import Settings
 
 __all__ = ["ACCEPT", "MAX_BATCH", "MAX_VALUE", "RateLimit", "TidioClient"]
@@ -55,8 +56,6 @@ MAX_DISTINCT_ID = 55
 MAX_PAGES = 20  # contacts by email: more pages than this is not one shopper
 _CONTACT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-_EMAIL = re.compile(r"[^\s@<>\"',;:]+@[^\s@<>\"',;:]+")
-_LONG_NUMBER = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 
 
 @dataclass(frozen=True)
@@ -229,9 +228,7 @@ def _errors(response: httpx.Response) -> tuple[list[str], str | None]:
             codes.append(code)
         text = error.get("message")
         if message is None and isinstance(text, str):
-            masked = _LONG_NUMBER.sub("<number>", _EMAIL.sub("<email>", text))
-            masked = " ".join(masked.split())
-            message = masked if len(masked) <= 160 else masked[:159] + "…"
+            message = sanitise(text, 160)
     return codes, message
 
 

@@ -46,6 +46,7 @@ from .exceptions import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from .scrub import sanitise
 from .settings import Settings
 
 __all__ = ["MAX_BATCH", "RateLimit", "ZendeskClient", "sanitise"]
@@ -54,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 100  # create_or_update_many and show_many accept at most 100 items
 MAX_PAGES = 10  # search returns at most 1,000 results (10 pages of 100)
-_EMAIL = re.compile(r"[^\s@<>\"',;:]+@[^\s@<>\"',;:]+")
-_LONG_NUMBER = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .-]{0,63}$")
 
 
@@ -334,13 +333,6 @@ class ZendeskClient:
             outcome,
             (time.perf_counter() - started) * 1000,
         )
-
-
-def sanitise(text: str, limit: int = 200) -> str:
-    """Zendesk's error text without emails and long numbers (phones, ids of people)."""
-    masked = _LONG_NUMBER.sub("<number>", _EMAIL.sub("<email>", text))
-    masked = " ".join(masked.split())
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
 def _error_text(response: httpx.Response) -> tuple[str | None, str | None]:
