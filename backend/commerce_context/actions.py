@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, Literal
@@ -408,15 +408,27 @@ def returnable(order: Mapping[str, Any]) -> list[dict[str, Any]]:
 # -- job handlers --------------------------------------------------------------------------------
 
 
+async def _order(
+    ctx: JobContext,
+    payload: Mapping[str, Any],
+    *,
+    fields: Sequence[str] = (),
+    extra: Sequence[View] = (),
+) -> dict[str, Any]:
+    """The action's order as commercetools has it now; a deleted order is a Permanent failure."""
+    order = await load_order(ctx, order_id=payload["order_id"], fields=fields, extra=extra)
+    if order is None:
+        raise Permanent(gone(None, payload["order_id"]))
+    return order
+
+
 async def run_set_field(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Jobs `action.set_support_status` and `action.set_internal_note`."""
     done = await ctx.ledger.done(ctx.job.key)
     if done is not None:
         return done
     name = payload["field"]
-    order = await load_order(ctx, order_id=payload["order_id"], fields=[name])
-    if order is None:
-        raise Permanent(gone(None, payload["order_id"]))
+    order = await _order(ctx, payload, fields=[name])
     result = await set_custom_field(ctx, order, name, payload["value"])
     return await _finish(ctx, payload, order, result)
 
@@ -427,9 +439,7 @@ async def run_cancel(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
     if done is not None:
         return done
     settings: Settings = ctx.settings
-    order = await load_order(ctx, order_id=payload["order_id"], extra=[LINES])
-    if order is None:
-        raise Permanent(gone(None, payload["order_id"]))
+    order = await _order(ctx, payload, extra=[LINES])
     if order.get("orderState") == "Cancelled":
         result: dict[str, Any] = {"outcome": "unchanged", "order_id": order["id"]}
         return await _finish(ctx, payload, order, result)
@@ -467,9 +477,7 @@ async def run_refund(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
     done = await ctx.ledger.done(ctx.job.key)
     if done is not None:
         return done
-    order = await load_order(ctx, order_id=payload["order_id"], extra=[PAYMENTS])
-    if order is None:
-        raise Permanent(gone(None, payload["order_id"]))
+    order = await _order(ctx, payload, extra=[PAYMENTS])
     amount = int(payload["amount_cents"])
     payments = ((order.get("paymentInfo") or {}).get("payments")) or []
     best: tuple[int, dict[str, Any], dict[str, Any]] | None = None
@@ -523,9 +531,7 @@ async def run_return(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
     done = await ctx.ledger.done(ctx.job.key)
     if done is not None:
         return done
-    order = await load_order(ctx, order_id=payload["order_id"], extra=[LINES])
-    if order is None:
-        raise Permanent(gone(None, payload["order_id"]))
+    order = await _order(ctx, payload, extra=[LINES])
     for info in order.get("returnInfo") or []:
         if _same_moment(info.get("returnDate"), payload["requested_at"]):
             result = {"outcome": "unchanged", "order_id": order["id"]}
