@@ -12,7 +12,7 @@ import pytest
 from commerce_context.audit import Audit, scrub
 from commerce_context.cli import main
 from commerce_context.database import Database
-from commerce_context.exceptions import BadRequest
+from commerce_context.exceptions import BadRequest, CommerceContextError
 from tests.engine import Clock, Location, clock, database, location, queue_on
 
 __all__ = ["clock", "database", "location"]
@@ -171,3 +171,30 @@ def test_the_audit_and_jobs_commands(
     assert "only queued or dead jobs can be cancelled" in capsys.readouterr().err
     assert main(["jobs", "show", "nope"]) == 1
     assert "no job nope" in capsys.readouterr().err
+
+
+async def test_noted_rows_are_written_by_the_next_flush_and_kept_when_it_fails(
+    database: Database, clock: Clock
+) -> None:
+    audit = Audit(database, clock=clock)
+    for n in range(3):
+        audit.note(
+            action="lookup",
+            source="sidebar",
+            target="commercetools",
+            outcome="shown",
+            ticket_id=900,
+            customer_id=f"c-{n}",
+            detail={"email": "anna@example.com"},
+        )
+    assert await audit.query(ticket=900) == []  # noted, not written yet
+    assert await audit.flush() == 3
+    rows = await audit.query(ticket=900)
+    assert [r.customer_id for r in rows] == ["c-0", "c-1", "c-2"]
+    assert all(r.detail["email"] != "anna@example.com" for r in rows)  # scrubbed like record()
+    assert await audit.flush() == 0
+    audit.note(action="lookup", source="sidebar", target="commercetools", outcome="shown")
+    await database.close()  # the database goes away: the row waits for the next flush
+    with pytest.raises(CommerceContextError):
+        await audit.flush()
+    assert len(audit._noted) == 1

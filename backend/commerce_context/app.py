@@ -135,6 +135,9 @@ def create_app(
             # The job engine: its database (migrated here), queue and audit log; the workers run
             # in this process unless CC_WORKER_IN_PROCESS=false (then `commerce-context worker`).
             engine = await stack.enter_async_context(open_engine(settings))
+            # Sidebar lookups are noted on the hot path and written in batches (audit.py).
+            flusher = asyncio.create_task(engine.audit.flusher(), name="audit-flusher")
+            stack.push_async_callback(_cancel, flusher)
             zendesk_keys = ZendeskKeys(settings, client)
             metrics.attach(
                 reader=reader,

@@ -7,24 +7,39 @@ customer, agent, job) and a small `detail` object. Ids and masked values only: `
 passed through `scrub()`, which masks values whose key names personal data (emails, phones,
 names, addresses, free text) and shortens long strings, so a careless caller cannot store PII in
 clear. Rows older than the retention (`CC_AUDIT_RETENTION_DAYS`) are purged by the workers.
+
+Sidebar lookups (one row per panels request: agent, ticket, how the shopper was found, the
+customer and orders shown) happen on the hot path, where a database write per view would cost
+more than the cached view itself: `note()` only appends to a bounded in-memory buffer, and
+`flusher()` (a lifespan task) writes the buffer in one transaction every `FLUSH_INTERVAL`
+seconds and at shutdown. A crash can lose the last fraction of a second of lookup rows; jobs,
+writebacks and actions are recorded synchronously, in their own transactions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .database import Database, Row, Transaction
-from .exceptions import BadRequest
+from .exceptions import BadRequest, CommerceContextError
 from .policy import mask_email, mask_phone, mask_text
 
 __all__ = ["Audit", "AuditEntry", "scrub"]
 
+logger = logging.getLogger(__name__)
+
 _LONGEST = 200
+FLUSH_INTERVAL = 0.5  # seconds between writes of noted rows
+BUFFER_ROWS = 10_000  # noted rows kept while the database does not answer
 _MAX_ROWS = 1000
 # Substrings of detail keys whose values are personal data; checked in this order.
 _MASKS: tuple[tuple[str, Callable[[str], str]], ...] = (
@@ -93,10 +108,88 @@ def _text(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+_INSERT = (
+    "INSERT INTO audit (at, correlation_id, source, target, action, outcome, ticket_id, "
+    "order_id, order_number, customer_id, agent_id, job_id, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class Audit:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.clock = clock
+        self._noted: deque[dict[str, Any]] = deque(maxlen=BUFFER_ROWS)
+        self.dropped = 0  # noted rows lost to a full buffer (the database down for long)
+
+    def note(self, **row: Any) -> None:
+        """An audit row written soon (see the module docstring), without waiting: the same
+        fields as `record()`. Costs an append on the caller's path."""
+        if len(self._noted) == self._noted.maxlen:
+            self.dropped += 1
+        self._noted.append({"at": self.clock(), **row})
+
+    async def flush(self) -> int:
+        """Writes the noted rows in one transaction; returns how many."""
+        batch: list[dict[str, Any]] = []
+        while self._noted:
+            batch.append(self._noted.popleft())
+        if not batch:
+            return 0
+        try:
+            async with self.db.transaction() as tx:
+                for row in batch:
+                    await tx.execute(_INSERT, self._params(row.pop("at"), **row))
+        except CommerceContextError:
+            self._noted.extendleft(reversed(batch))  # kept for the next flush, bounded
+            raise
+        return len(batch)
+
+    async def flusher(self, interval: float = FLUSH_INTERVAL) -> None:
+        """Writes noted rows every `interval` seconds until cancelled, then once more."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.flush()
+                except CommerceContextError as exc:
+                    logger.warning("audit rows not written yet: %s", exc.message)
+        finally:
+            with contextlib.suppress(CommerceContextError):
+                await self.flush()
+
+    def _params(
+        self,
+        at: float,
+        *,
+        action: str,
+        source: str,
+        target: str,
+        outcome: str,
+        correlation_id: str | None = None,
+        ticket_id: object = None,
+        order_id: object = None,
+        order_number: object = None,
+        customer_id: object = None,
+        agent_id: object = None,
+        job_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[Any, ...]:
+        return (
+            at,
+            correlation_id,
+            source,
+            target,
+            action,
+            outcome,
+            _text(ticket_id),
+            _text(order_id),
+            _text(order_number),
+            _text(customer_id),
+            _text(agent_id),
+            job_id,
+            json.dumps(scrub(detail or {}), separators=(",", ":"), sort_keys=True),
+        )
 
     async def record(
         self,
@@ -116,30 +209,25 @@ class Audit:
         tx: Transaction | None = None,
     ) -> None:
         """One audit row; inside the caller's transaction when `tx` is given."""
-        sql = (
-            "INSERT INTO audit (at, correlation_id, source, target, action, outcome, ticket_id, "
-            "order_id, order_number, customer_id, agent_id, job_id, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        params = (
+        params = self._params(
             self.clock(),
-            correlation_id,
-            source,
-            target,
-            action,
-            outcome,
-            _text(ticket_id),
-            _text(order_id),
-            _text(order_number),
-            _text(customer_id),
-            _text(agent_id),
-            job_id,
-            json.dumps(scrub(detail or {}), separators=(",", ":"), sort_keys=True),
+            action=action,
+            source=source,
+            target=target,
+            outcome=outcome,
+            correlation_id=correlation_id,
+            ticket_id=ticket_id,
+            order_id=order_id,
+            order_number=order_number,
+            customer_id=customer_id,
+            agent_id=agent_id,
+            job_id=job_id,
+            detail=detail,
         )
         if tx is not None:
-            await tx.execute(sql, params)
+            await tx.execute(_INSERT, params)
         else:
-            await self.db.execute(sql, params)
+            await self.db.execute(_INSERT, params)
 
     async def query(
         self,

@@ -15,7 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from . import tokens
+from . import correlation, tokens
+from .audit import Audit
 from .commercetools import budget
 from .exceptions import BadRequest, NotFound, Unauthorized
 from .limits import parse_json, read_body
@@ -117,6 +118,7 @@ async def panels(request: Request) -> Response:
             stores_configured=bool(settings.mappings.stores),
         )
     _log_reveal(agent, context, resolution)
+    _note_lookup(request.state.audit, agent, context, resolution)
     rendered: Rendered = request.state.rendered
     key = None
     if resolution.fingerprint and resolution.as_of is None:
@@ -135,6 +137,40 @@ async def panels(request: Request) -> Response:
     if key is not None:
         rendered.put(key, html)
     return HTMLResponse(html, headers=NO_STORE)
+
+
+def _note_lookup(
+    audit: Audit,
+    agent: tokens.Session | tokens.ZendeskIdentity,
+    context: TicketContext,
+    resolution: Resolution,
+) -> None:
+    """The ticket-to-shopper association this view showed, for the audit trail (ids only)."""
+    customer = resolution.customer
+    order = resolution.order
+    if resolution.empty:
+        outcome = "nothing found"
+    else:
+        outcome = "shown as of cache" if resolution.as_of is not None else "shown"
+    audit.note(
+        action="lookup",
+        source="sidebar",
+        target="commercetools",
+        outcome=outcome,
+        correlation_id=correlation.current(),
+        ticket_id=context.ticket_id,
+        customer_id=customer.get("id") if customer else None,
+        order_id=order.get("id") if order else None,
+        order_number=order.get("orderNumber") if order else None,
+        agent_id=agent.user_id,
+        detail={
+            "matched_by": resolution.matched_by,
+            "reason": resolution.chosen_reason,
+            "store": resolution.store,
+            "orders": [o.get("orderNumber") or o.get("id") for o in resolution.orders],
+            "revealed": bool(context.order_id),
+        },
+    )
 
 
 def _log_reveal(
