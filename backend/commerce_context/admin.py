@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +81,22 @@ def _authorize(request: Request) -> Settings:
     return settings
 
 
+def _admin(
+    endpoint: Callable[[Request, Settings], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint behind the admin credential: a 401 asking for it when missing or wrong."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        try:
+            settings = _authorize(request)
+        except _Denied:
+            return _denied()
+        return await endpoint(request, settings)
+
+    return guarded
+
+
 def _denied() -> Response:
     body = errors.error_body(401, "unauthorized", "The admin credential is missing or wrong.")
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": _REALM, **_NO_STORE})
@@ -129,11 +147,8 @@ def _json(data: Any) -> JSONResponse:
     return JSONResponse(data, headers=_NO_STORE)
 
 
-async def api_jobs(request: Request) -> Response:
-    try:
-        _authorize(request)
-    except _Denied:
-        return _denied()
+@_admin
+async def api_jobs(request: Request, settings: Settings) -> Response:
     queue: Queue = request.state.queue
     jobs = await queue.list(
         state=_state(request), kind=request.query_params.get("kind") or None, limit=_limit(request)
@@ -141,11 +156,8 @@ async def api_jobs(request: Request) -> Response:
     return _json({"counts": await queue.counts(), "jobs": [job.summary() for job in jobs]})
 
 
-async def api_job(request: Request) -> Response:
-    try:
-        _authorize(request)
-    except _Denied:
-        return _denied()
+@_admin
+async def api_job(request: Request, settings: Settings) -> Response:
     queue: Queue = request.state.queue
     audit: Audit = request.state.audit
     job = await queue.get(request.path_params["job_id"])
@@ -155,11 +167,8 @@ async def api_job(request: Request) -> Response:
     return _json({"job": job.summary(), "audit": [entry.to_dict() for entry in trail]})
 
 
-async def api_audit(request: Request) -> Response:
-    try:
-        _authorize(request)
-    except _Denied:
-        return _denied()
+@_admin
+async def api_audit(request: Request, settings: Settings) -> Response:
     audit: Audit = request.state.audit
     criteria = _criteria(request)
     if not criteria:
@@ -168,11 +177,8 @@ async def api_audit(request: Request) -> Response:
     return _json({"entries": [entry.to_dict() for entry in entries]})
 
 
-async def retry(request: Request) -> Response:
-    try:
-        settings = _authorize(request)
-    except _Denied:
-        return _denied()
+@_admin
+async def retry(request: Request, settings: Settings) -> Response:
     queue: Queue = request.state.queue
     job_id = request.path_params["job_id"]
     from_page = request.headers.get("authorization", "").lower().startswith("basic")
@@ -206,11 +212,8 @@ def _when(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def page(request: Request) -> Response:
-    try:
-        settings = _authorize(request)
-    except _Denied:
-        return _denied()
+@_admin
+async def page(request: Request, settings: Settings) -> Response:
     queue: Queue = request.state.queue
     audit: Audit = request.state.audit
     state = _state(request)
