@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # The production image of commerce-context: `docker build -t commerce-context:0.1.0 .`
-# (docs/deploy.md). Three stages:
+# (docs/deploy.md). Four stages:
 #   build    installs the package and its pinned dependencies into /opt/venv (wheels only)
 #   demo     optional (`--target demo`): adds Node and the commercetools emulator for
 #            `commerce-context demo`; never deployed
+#   prune    the build without the test-and-demo stand-ins (emulator/, demo-only pages)
 #   runtime  the last stage, the default target: the virtualenv on a clean slim base, a non-root
 #            user, no compilers, no Node, no pip cache
 # The base image is pinned to a full version; bump it on purpose (and rebuild for security fixes).
@@ -37,6 +38,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 EXPOSE 8000
 CMD ["commerce-context", "demo"]
 
+FROM build AS prune
+# What a production install does not need: the local stand-ins for commercetools, Zendesk and
+# Tidio (emulator/) and the demo's own pages, which are built on them. Nothing else imports them
+# (tests/test_deploy_files.py checks it).
+RUN rm -rf /opt/venv/lib/python3*/site-packages/commerce_context/emulator \
+        /opt/venv/lib/python3*/site-packages/commerce_context/storefront.py \
+        /opt/venv/lib/python3*/site-packages/commerce_context/demo_sync.py
+
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="commerce-context" \
       org.opencontainers.image.description="commercetools shopper context for Zendesk and Tidio"
@@ -44,7 +53,7 @@ RUN groupadd --system --gid 10001 cc \
     && useradd --system --uid 10001 --gid cc --no-create-home \
         --home-dir /var/lib/commerce-context --shell /usr/sbin/nologin cc \
     && install --directory --owner=cc --group=cc --mode=0750 /var/lib/commerce-context
-COPY --from=build /opt/venv /opt/venv
+COPY --from=prune /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -62,8 +62,30 @@ def test_the_dockerfile_has_a_build_and_a_final_runtime_stage() -> None:
     # only the installed virtualenv from it.
     assert final.image == found[0].image and "slim" in final.image
     copies = final.all("COPY")
-    assert copies and all(c.flags == ("--from=build",) for c in copies), copies
+    assert copies and all(c.flags == ("--from=prune",) for c in copies), copies
     assert [c.value[0] for c in copies] == ["/opt/venv"]
+    # ... from the build with the test-and-demo stand-ins removed.
+    [prune] = [stage for stage in found if stage.name == "prune"]
+    assert prune.image == "build"
+    removed = " ".join(" ".join(c.value) for c in prune.all("RUN"))
+    for part in ("commerce_context/emulator", "storefront.py", "demo_sync.py"):
+        assert part in removed, part
+
+
+def test_production_code_never_imports_the_test_and_demo_stand_ins() -> None:
+    """What the pruned image removes is reached only from the demo: importing the service,
+    its worker and every command's module loads none of it."""
+    code = (
+        "import sys, commerce_context.app, commerce_context.cli, commerce_context.operations, "
+        "commerce_context.worker, commerce_context.handlers\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('commerce_context.emulator') "
+        "or m in ('commerce_context.storefront', 'commerce_context.demo_sync'))\n"
+        "print(bad)"
+    )
+    result = subprocess.run(  # a fresh interpreter: nothing imported by other tests
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_every_base_image_is_pinned() -> None:

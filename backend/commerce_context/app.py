@@ -24,7 +24,6 @@ from . import (
     health,
     panels,
     sidebar,
-    storefront,
     tidio,
     tidio_sync,
     webhooks,
@@ -222,7 +221,8 @@ def create_app(
     if settings.metrics_token is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if demo is not None:
-        from . import demo_sync  # demo only: the simulated Zendesk account's pages
+        # Demo only, and built on the emulator/ stand-ins: never imported by a production app.
+        from . import demo_sync, storefront
 
         # The demo's own pages exist only in demo mode (`make run`, `commerce-context demo`).
         routes += [

@@ -228,17 +228,23 @@ def demo_address(
 
 
 async def run_demo(host: str | None, port: int | None) -> int:
+    try:
+        from .demo_sync import demo_account
+        from .emulator.harness import (
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            build_demo,
+            demo_settings,
+            demo_tickets,
+            running,
+        )
+        from .storefront import demo_tidio
+    except ImportError:  # the production image leaves the stand-ins out
+        raise ConfigError(
+            "this installation has no demo (the production image leaves the emulator out): "
+            "run `make run` in a source checkout, or build the image's demo target"
+        ) from None
     from .demo import DemoZendesk
-    from .demo_sync import demo_account
-    from .emulator.harness import (
-        DEMO_CLIENT_ID,
-        DEMO_CLIENT_SECRET,
-        build_demo,
-        demo_settings,
-        demo_tickets,
-        running,
-    )
-    from .storefront import demo_tidio
 
     host, port = demo_address(host, port)
     logs.configure("info")
