@@ -23,12 +23,15 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import queries, views
 from .lru import LRU
 from .policy import Policy
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = [
     "KINDS",
@@ -62,6 +65,17 @@ class Freshness:
     store: float = 3600.0
     lists: float = 30.0
     stale: float = 86400.0  # how long entries are kept to serve during an outage
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Freshness:
+        """The lifetimes CC_CACHE_TTL_* and CC_CACHE_STALE_TTL configure (store keeps its own)."""
+        return cls(
+            order=settings.cache_ttl_order,
+            customer=settings.cache_ttl_customer,
+            cart=settings.cache_ttl_cart,
+            lists=settings.cache_ttl_lists,
+            stale=settings.cache_stale_ttl,
+        )
 
     def of(self, kind: str) -> float:
         return float(getattr(self, kind))

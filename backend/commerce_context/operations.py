@@ -97,24 +97,10 @@ async def run_worker(settings: Settings, handlers: Mapping[str, Handler] | None 
             commercetools,
             Policy.from_mappings(settings.mappings),
             store,
-            freshness=Freshness(
-                order=settings.cache_ttl_order,
-                customer=settings.cache_ttl_customer,
-                cart=settings.cache_ttl_cart,
-                lists=settings.cache_ttl_lists,
-                stale=settings.cache_stale_ttl,
-            ),
+            freshness=Freshness.from_settings(settings),
             namespace=settings.ct_project_key,
         )
-        services = Services(
-            settings=settings,
-            commercetools=commercetools,
-            reader=reader,
-            audit=engine.audit,
-            http=http,
-            ledger=engine.ledger,
-            queue=engine.queue,
-        )
+        services = Services.of(settings, commercetools, reader, http, engine)
         worker = Worker.from_settings(settings, engine, registry, services)
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(worker.run())

@@ -87,6 +87,18 @@ class Services:
     ledger: Ledger
     queue: Queue
 
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        commercetools: CommercetoolsClient,
+        reader: Reader,
+        http: httpx.AsyncClient,
+        engine: Engine,
+    ) -> Services:
+        """The services of a process whose job engine is `engine` (its audit, ledger, queue)."""
+        return cls(settings, commercetools, reader, engine.audit, http, engine.ledger, engine.queue)
+
     def context(self, job: Job) -> JobContext:
         return JobContext(
             job,
