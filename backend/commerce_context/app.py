@@ -120,13 +120,7 @@ def create_app(
                 commercetools,
                 policy,
                 store,
-                freshness=Freshness(
-                    order=settings.cache_ttl_order,
-                    customer=settings.cache_ttl_customer,
-                    cart=settings.cache_ttl_cart,
-                    lists=settings.cache_ttl_lists,
-                    stale=settings.cache_stale_ttl,
-                ),
+                freshness=Freshness.from_settings(settings),
                 breaker=breaker,
                 namespace=settings.ct_project_key,
             )
@@ -159,15 +153,7 @@ def create_app(
                 task = asyncio.create_task(poller.run(), name="messages-poller")
                 stack.push_async_callback(_cancel, task)
             if settings.worker_in_process:
-                services = Services(
-                    settings=settings,
-                    commercetools=commercetools,
-                    reader=reader,
-                    audit=engine.audit,
-                    http=client,
-                    ledger=engine.ledger,
-                    queue=engine.queue,
-                )
+                services = Services.of(settings, commercetools, reader, client, engine)
                 worker = Worker.from_settings(settings, engine, HANDLERS, services)
                 worker_task = asyncio.create_task(worker.run(), name="worker")
                 stack.push_async_callback(_stop_worker, worker, worker_task)
