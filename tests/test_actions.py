@@ -6,7 +6,6 @@ sent is checked against the OpenAPI spec. The HTTP endpoints are tested at the e
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from commerce_context.demo import DemoZendesk
 from commerce_context.emulator.harness import Harness
 from commerce_context.jobs import Job
 from tests.faults import FaultProxy, serving
-from tests.openapi import assert_valid
 from tests.orders import custom_fields
 from tests.service import Service, service, service_settings
 from tests.writepath import WritePath, write_path, write_settings
@@ -52,16 +50,6 @@ async def act(wp: WritePath, action: str, order: dict[str, Any], **fields: Any) 
     return await wp.settled(job, within=60)
 
 
-def updates(wp: WritePath) -> list[dict[str, Any]]:
-    bodies = []
-    for request in wp.writes():
-        body = json.loads(request.content)
-        component = "PaymentUpdate" if "/payments/" in request.url.path else "OrderUpdate"
-        assert_valid(component, body)
-        bodies.append(body)
-    return bodies
-
-
 def refunds(payment: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in payment["transactions"] if t["type"] == "Refund"]
 
@@ -83,7 +71,7 @@ async def test_set_support_status_and_internal_note(wp: WritePath) -> None:
         "internalNote": "Promised a call back.",
     }
     assert after["version"] == order["version"] + 2
-    assert len(updates(wp)) == 2
+    assert len(wp.updates()) == 2
 
 
 async def test_cancel_an_open_order_once(wp: WritePath) -> None:
@@ -94,7 +82,7 @@ async def test_cancel_an_open_order_once(wp: WritePath) -> None:
     after = await wp.api.order(order["id"])
     assert after["orderState"] == "Cancelled"
     assert after["version"] == order["version"] + 1
-    [body] = updates(wp)
+    [body] = wp.updates()
     assert body["actions"] == [{"action": "changeOrderState", "orderState": "Cancelled"}]
     trail = await wp.engine.audit.query(order=order["id"])
     assert ("action.cancel_order", "applied") in {(e.action, e.outcome) for e in trail}
@@ -139,7 +127,7 @@ async def test_refunds_are_requested_up_to_what_was_charged(wp: WritePath) -> No
         first.payload["requested_at"],
         second.payload["requested_at"],
     ]
-    bodies = updates(wp)
+    bodies = wp.updates()
     assert [b["actions"][0]["action"] for b in bodies] == ["addTransaction"] * 2
     assert bodies[0]["actions"][0]["transaction"]["state"] == "Initial"
 
@@ -165,7 +153,7 @@ async def test_a_return_for_chosen_lines_and_quantities(wp: WritePath) -> None:
         "Advised",
     )
     assert info["returnDate"] == first.payload["requested_at"]
-    [body] = updates(wp)
+    [body] = wp.updates()
     assert body["actions"][0]["action"] == "addReturnInfo"
 
 

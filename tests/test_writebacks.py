@@ -22,7 +22,6 @@ from commerce_context.resolution import TicketContext, detail_views, resolve
 from commerce_context.webhooks import TicketEvent, enqueue_event
 from tests.engine import PG_URL, drop_schema
 from tests.faults import FaultProxy, serving
-from tests.openapi import assert_valid
 from tests.orders import custom_fields
 from tests.schema import assert_valid_document
 from tests.writepath import WritePath, write_path, write_settings
@@ -58,17 +57,6 @@ async def run(wp: WritePath, ticket_event: TicketEvent) -> list[Job]:
     return [await wp.settled(await wp.job(i)) for i in await deliver(wp, ticket_event)]
 
 
-def check_updates(wp: WritePath) -> list[dict[str, object]]:
-    """Every update sent, validated against the OpenAPI schema; returns their bodies."""
-    bodies = []
-    for request in wp.writes():
-        body = json.loads(request.content)
-        component = "PaymentUpdate" if "/payments/" in request.url.path else "OrderUpdate"
-        assert_valid(component, body)
-        bodies.append(body)
-    return bodies
-
-
 async def test_a_ticket_field_change_sets_the_order_custom_field(wp: WritePath) -> None:
     order = await wp.api.create_order(custom={"supportStatus": "open", "rmaStatus": "none"})
     [job_id] = await deliver(wp, event({STATUS_FIELD: "solved"}, order_number=order["orderNumber"]))
@@ -79,7 +67,7 @@ async def test_a_ticket_field_change_sets_the_order_custom_field(wp: WritePath) 
     assert custom_fields(after)["supportStatus"] == "resolved"  # through the value map
     assert custom_fields(after)["rmaStatus"] == "none"  # other fields untouched
     assert after["version"] == order["version"] + 1
-    [body] = check_updates(wp)
+    [body] = wp.updates()
     assert body["actions"] == [
         {"action": "setCustomField", "name": "supportStatus", "value": "resolved"}
     ]
@@ -96,7 +84,7 @@ async def test_the_same_value_again_changes_nothing(wp: WritePath) -> None:
     first = (await run(wp, event({STATUS_FIELD: "pending"}, order_number=number)))[0]
     again = (await run(wp, event({STATUS_FIELD: "pending"}, order_number=number)))[0]
     assert (first.result["outcome"], again.result["outcome"]) == ("applied", "unchanged")
-    assert len(check_updates(wp)) == 1  # compare-before-write: the second sent no update
+    assert len(wp.updates()) == 1  # compare-before-write: the second sent no update
     assert (await wp.api.order(order["id"]))["version"] == order["version"] + 1
 
 
@@ -108,7 +96,7 @@ async def test_a_redelivered_webhook_is_the_same_job(wp: WritePath) -> None:
     second = await enqueue_event(wp.queue, ticket_event, invocation, wp.settings)
     assert first == second
     await wp.settled(await wp.job(first[0]))
-    assert len(check_updates(wp)) == 1
+    assert len(wp.updates()) == 1
 
 
 async def test_an_order_without_custom_type_gets_the_configured_type(wp: WritePath) -> None:
@@ -120,7 +108,7 @@ async def test_an_order_without_custom_type_gets_the_configured_type(wp: WritePa
     after = await wp.api.order(order["id"])
     assert after["custom"]["type"]["id"]
     assert custom_fields(after) == {"internalNote": "Called the shopper."}
-    [body] = check_updates(wp)
+    [body] = wp.updates()
     assert body["actions"] == [
         {
             "action": "setCustomType",
@@ -142,7 +130,7 @@ async def test_a_value_the_mapping_does_not_allow_is_refused(wp: WritePath) -> N
     jobs = [await wp.settled(await wp.job(i)) for i in ids]
     assert [(j.state, j.result["outcome"]) for j in jobs] == [("done", "refused")] * 2
     assert "does not allow" in jobs[0].result["reason"]
-    assert check_updates(wp) == []
+    assert wp.updates() == []
     assert (await wp.api.order(order["id"]))["version"] == order["version"]
     refused = [e for e in await wp.engine.audit.query(ticket=4242) if e.outcome == "refused"]
     assert len(refused) == 2
@@ -183,7 +171,7 @@ async def test_pending_changes_of_one_field_coalesce_into_the_latest(
     async with write_path(harness, settings) as wp:
         job = await wp.settled(await wp.job(ids[0]))
         assert job.state == "done", job.last_error
-        [body] = check_updates(wp)
+        [body] = wp.updates()
         assert body["actions"][0]["value"] == "pending"  # the latest value, written once
         assert custom_fields(await wp.api.order(order["id"]))["supportStatus"] == "pending"
 
@@ -204,7 +192,7 @@ async def test_a_deleted_order_makes_the_job_dead_with_a_clear_reason(
             job.last_error
             == f"order {order['orderNumber']} no longer exists in commercetools (deleted?)"
         )
-        assert check_updates(wp) == []
+        assert wp.updates() == []
 
 
 async def test_the_cached_order_is_evicted_when_the_write_lands(wp: WritePath) -> None:

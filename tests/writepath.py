@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from commerce_context.policy import Policy
 from commerce_context.settings import Settings
 from commerce_context.stores import MemoryStore
 from commerce_context.worker import Engine, Services, Worker, open_engine
+from tests.openapi import assert_valid
 from tests.orders import Api
 
 FINAL = ("done", "dead", "cancelled")
@@ -63,6 +65,16 @@ class WritePath:
             for r in self.recorder
             if r.method == "POST" and "/graphql" not in r.url.path and "/oauth" not in r.url.path
         ]
+
+    def updates(self) -> list[dict[str, Any]]:
+        """Every update sent, validated against the OpenAPI schema; returns their bodies."""
+        bodies = []
+        for request in self.writes():
+            body = json.loads(request.content)
+            component = "PaymentUpdate" if "/payments/" in request.url.path else "OrderUpdate"
+            assert_valid(component, body)
+            bodies.append(body)
+        return bodies
 
 
 def write_settings(harness: Harness, tmp_path: Path, **overrides: Any) -> Settings:
