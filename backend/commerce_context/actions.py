@@ -387,14 +387,20 @@ def refundable(order: Mapping[str, Any]) -> dict[str, Any] | None:
     return best
 
 
-def returnable(order: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Line items with the quantity that can still be returned."""
+def _returning(order: Mapping[str, Any]) -> dict[str, int]:
+    """Quantity already on a return, per line item id."""
     returning: dict[str, int] = {}
     for info in order.get("returnInfo") or []:
         for item in info.get("items") or []:
             line = item.get("lineItemId")
             if line:
                 returning[line] = returning.get(line, 0) + int(item.get("quantity") or 0)
+    return returning
+
+
+def returnable(order: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Line items with the quantity that can still be returned."""
+    returning = _returning(order)
     lines = []
     locale = str(order.get("locale") or "en")
     for li in order.get("lineItems") or []:
@@ -537,12 +543,7 @@ async def run_return(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
             result = {"outcome": "unchanged", "order_id": order["id"]}
             return await _finish(ctx, payload, order, result)
     bought = {li["id"]: int(li["quantity"]) for li in order.get("lineItems") or []}
-    returning: dict[str, int] = {}
-    for info in order.get("returnInfo") or []:
-        for item in info.get("items") or []:
-            line = item.get("lineItemId")
-            if line:
-                returning[line] = returning.get(line, 0) + int(item.get("quantity") or 0)
+    returning = _returning(order)
     items = []
     for index, wanted in enumerate(payload["items"]):
         line, quantity = wanted["line_item_id"], int(wanted["quantity"])
