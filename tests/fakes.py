@@ -1,6 +1,6 @@
 """What the tests of the SaaS clients and syncs (Zendesk, Tidio) share: settings pointed at no
-commercetools, a recorder of sent requests, the services a sync's jobs run with, and a bounded
-run of a worker until the queue is idle."""
+commercetools, the environment of a command, a recorder of sent requests, the services a sync's
+jobs run with, and a bounded run of a worker until the queue is idle."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import pytest
 
 from commerce_context.audit import Audit
 from commerce_context.cache import Freshness, Reader
 from commerce_context.commercetools import CommercetoolsClient
 from commerce_context.database import Database
+from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Harness
 from commerce_context.jobs import Job, Ledger, Queue
 from commerce_context.policy import Policy
 from commerce_context.settings import Settings, load_settings
@@ -35,6 +37,33 @@ def offline_settings(**values: Any) -> Settings:
             **values,
         }
     )
+
+
+def zendesk_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    harness: Harness,
+    *,
+    config: str,
+    database_url: str,
+    zendesk_url: str,
+    email: str,
+    token: str,
+) -> None:
+    """The CC_* environment of a command run against the emulator and a fake Zendesk."""
+    environment = {
+        "CC_CT_PROJECT_KEY": harness.project_key,
+        "CC_CT_CLIENT_ID": DEMO_CLIENT_ID,
+        "CC_CT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "CC_CT_API_URL": harness.api_url,
+        "CC_CT_AUTH_URL": harness.api_url,
+        "CC_CONFIG_FILE": config,
+        "CC_DATABASE_URL": database_url,
+        "CC_ZENDESK_API_URL": zendesk_url,
+        "CC_ZENDESK_API_EMAIL": email,
+        "CC_ZENDESK_API_TOKEN": token,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
 
 
 class Sent:

@@ -35,7 +35,7 @@ from commerce_context.zendesk_sync import (
     enqueue_for_events,
     enqueue_order,
 )
-from tests.fakes import run_until_idle, sync_services
+from tests.fakes import run_until_idle, sync_services, zendesk_environment
 from tests.schema import assert_valid_document
 
 pytestmark = pytest.mark.emulator
@@ -477,26 +477,15 @@ async def test_backfill_command(
     clean_environment: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from commerce_context.zendesk_sync import main
 
     config = tmp_path / "backfill.toml"
     config.write_text(CONFIG)
     database = tmp_path / "backfill.sqlite3"
-    environment = {
-        "CC_CT_PROJECT_KEY": harness.project_key,
-        "CC_CT_CLIENT_ID": DEMO_CLIENT_ID,
-        "CC_CT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "CC_CT_API_URL": harness.api_url,
-        "CC_CT_AUTH_URL": harness.api_url,
-        "CC_CONFIG_FILE": str(config),
-        "CC_DATABASE_URL": f"sqlite:///{database}",
-        "CC_ZENDESK_API_URL": str(sync.settings.zendesk_api_url),
-        "CC_ZENDESK_API_EMAIL": EMAIL,
-        "CC_ZENDESK_API_TOKEN": TOKEN,
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    zendesk_environment(
+        monkeypatch, harness, config=str(config), database_url=f"sqlite:///{database}",
+        zendesk_url=str(sync.settings.zendesk_api_url), email=EMAIL, token=TOKEN,
+    )  # fmt: skip
     # asyncio.run in a thread: this loop keeps serving the emulator's bridge meanwhile.
     code = await asyncio.to_thread(main, ["customers", "--since", "2001-01-01"])
     out = capsys.readouterr()

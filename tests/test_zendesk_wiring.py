@@ -30,6 +30,7 @@ from commerce_context.settings import Settings
 from commerce_context.webhooks import expected_signature
 from commerce_context.worker import open_engine
 from tests.asgi import app_client
+from tests.fakes import zendesk_environment
 from tests.orders import Api
 from tests.writepath import write_settings
 
@@ -327,27 +328,16 @@ async def test_the_sync_customers_command_enqueues_a_resumable_backfill(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from commerce_context import cli
-    from commerce_context.emulator.harness import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from commerce_context.zendesk_sync import CUSTOMERS_KIND
 
     config = tmp_path / "backfill.toml"
     config.write_text(CONFIG)
     database = f"sqlite:///{tmp_path / 'backfill.sqlite3'}"
     async with serve_fake_zendesk(FakeZendesk(email=EMAIL, api_token=TOKEN)) as (fake, url):
-        environment = {
-            "CC_CT_PROJECT_KEY": harness.project_key,
-            "CC_CT_CLIENT_ID": DEMO_CLIENT_ID,
-            "CC_CT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-            "CC_CT_API_URL": harness.api_url,
-            "CC_CT_AUTH_URL": harness.api_url,
-            "CC_CONFIG_FILE": str(config),
-            "CC_DATABASE_URL": database,
-            "CC_ZENDESK_API_URL": url,
-            "CC_ZENDESK_API_EMAIL": EMAIL,
-            "CC_ZENDESK_API_TOKEN": TOKEN,
-        }
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
+        zendesk_environment(
+            monkeypatch, harness, config=str(config), database_url=database, zendesk_url=url,
+            email=EMAIL, token=TOKEN,
+        )  # fmt: skip
         command = ["sync", "customers", "--since", "2001-01-01"]
         # asyncio.run in a thread: this loop keeps serving the emulator's bridge meanwhile.
         assert await asyncio.to_thread(cli.main, command) == 0
