@@ -733,6 +733,7 @@ async def main(soak: float | None) -> int:
     from commerce_context.emulator.zendesk import FakeZendesk
     from commerce_context.jobs import parse_rate
 
+    await preflight()
     components = Components.detect()
     run = Run(soak)
     tmp = tempfile.mkdtemp(prefix="commerce-context-cluster-")
@@ -915,6 +916,29 @@ async def main(soak: float | None) -> int:
         await asyncio.to_thread(emulator.stop)
         await drop_schema(schema)
         log(f"instance logs kept in {tmp}")
+
+
+async def preflight() -> None:
+    """What the run needs, checked first, each with a readable message."""
+    import shutil
+
+    import psycopg
+
+    if shutil.which("redis-server") is None:
+        raise SystemExit(
+            "make cluster-test starts its own Redis: install redis-server "
+            "(sudo apt-get install redis-server)"
+        )
+    if shutil.which("node") is None:
+        raise SystemExit("make cluster-test needs Node for the commercetools emulator")
+    try:
+        conn = await psycopg.AsyncConnection.connect(DATABASE_URL, connect_timeout=5)
+        await conn.close()
+    except psycopg.Error as exc:
+        raise SystemExit(
+            f"make cluster-test needs PostgreSQL at {DATABASE_URL} (trust authentication, as "
+            f"the tests use): {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 async def drop_schema(schema: str) -> None:
