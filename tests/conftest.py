@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,3 +74,18 @@ async def recorder() -> Recorder:
 async def ct(ct_settings: Settings, recorder: Recorder) -> AsyncIterator[CommercetoolsClient]:
     async with httpx.AsyncClient(event_hooks={"request": [recorder]}) as http:
         yield CommercetoolsClient(ct_settings, http)
+
+
+async def rest_get(harness: Harness, settings: Settings, path: str) -> dict[str, Any]:
+    """A resource as the emulator holds it now, read through REST (for assertions that must
+    follow what other tests, e.g. the storefront's browser test, changed in the shared
+    project)."""
+    async with httpx.AsyncClient() as http:
+        token = await CommercetoolsClient(settings, http).access_token()
+        response = await http.get(
+            f"{harness.api_url}/{harness.project_key}{path}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found

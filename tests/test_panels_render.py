@@ -12,6 +12,8 @@ import pytest
 from bs4 import BeautifulSoup
 
 from commerce_context.emulator.harness import Harness
+from commerce_context.settings import Settings
+from tests.conftest import rest_get
 from tests.test_sidebar import Sidebar
 from tests.test_sidebar import sidebar as sidebar  # the fixtures, shared
 from tests.test_sidebar import sidebar_settings as sidebar_settings
@@ -160,19 +162,27 @@ async def test_deliveries_with_items_parcels_and_copy_buttons(sidebar: Sidebar) 
     assert without.select_one('[data-field="po-number"]') is None
 
 
-async def test_cart_panel(sidebar: Sidebar, harness: Harness) -> None:
-    page = await sidebar.page(emails=["anna.schmidt@example.com"], brand_id=1001, ui_locale="de")
+async def test_cart_panel(sidebar: Sidebar, harness: Harness, ct_settings: Settings) -> None:
+    cart_id = harness.demo.carts["anna-schmidt"]
+    # The cart as commercetools holds it now (the storefront's browser test may have added to
+    # the demo shopper's cart earlier in the session): the panel must show exactly that.
+    held = await rest_get(harness, ct_settings, f"/carts/{cart_id}")
+    page = await sidebar.page(
+        emails=["anna.schmidt@example.com"], brand_id=1001, ui_locale="de", refresh=True
+    )
     cart = page.select_one('[data-testid="cart"]')
     assert cart is not None
-    assert cart["data-cart-id"] == harness.demo.carts["anna-schmidt"]
+    assert cart["data-cart-id"] == cart_id
     text = " ".join(cart.get_text(" ").split())
-    assert "Aktiver Warenkorb" in text and "3 Artikel" in text
+    count = sum(li["quantity"] for li in held["lineItems"])
+    assert "Aktiver Warenkorb" in text and f"{count} Artikel" in text
     total = cart.select_one('[data-field="cart-total"]')
-    assert total is not None and "144,90" in total.get_text() and "EUR" in total.get_text()
-    assert [r["data-cart-line"] for r in cart.select("[data-cart-line]")] == [
-        "SNEAKER-WHT-42",
-        "SOCKS-3PK",
-    ]
+    cents = held["totalPrice"]["centAmount"]
+    euros = f"{cents // 100:,}".replace(",", ".") + f",{cents % 100:02d}"
+    assert total is not None and euros in total.get_text() and "EUR" in total.get_text()
+    lines = [r["data-cart-line"] for r in cart.select("[data-cart-line]")]
+    assert lines == [li["variant"]["sku"] for li in held["lineItems"]]
+    assert lines[:2] == ["SNEAKER-WHT-42", "SOCKS-3PK"]  # the seed's, first
     changed = cart.select_one('[data-field="cart-changed"]')
     assert changed is not None and changed.get_text(strip=True)
 
