@@ -51,6 +51,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import tokens
 from .exceptions import DatabaseUnavailable, NotFound, Unauthorized
 
 if TYPE_CHECKING:
@@ -350,11 +351,9 @@ class Metrics:
         """`GET /metrics` on the main port: bearer token only."""
         if self.token is None:
             raise NotFound("Metrics are not served here (CC_METRICS_TOKEN is not set).")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = tokens.bearer(request.headers.get("authorization"))
         expected = self.token.get_secret_value()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
+        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized("GET /metrics needs the bearer token of CC_METRICS_TOKEN.")
         return Response(await self.exposition(), media_type=CONTENT_TYPE_LATEST)
 

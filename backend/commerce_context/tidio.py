@@ -56,7 +56,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import correlation, queries, views
+from . import correlation, queries, tokens, views
 from .commercetools import budget
 from .database import Database
 from .exceptions import (
@@ -338,7 +338,7 @@ async def identify(request: Request) -> Response:
         )
     body = await _json_object(request, MAX_JSON_BYTES)
     api_key = request.headers.get("x-api-key")
-    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    bearer = tokens.bearer(request.headers.get("authorization"))
     store = _optional_id(body, "store")
     if store is not None and store not in settings.mappings.stores:
         raise BadRequest("store is not a configured store key.")
@@ -356,10 +356,10 @@ async def identify(request: Request) -> Response:
             raise BadRequest("Send customer_id or anonymous_id (or both).")
         cart_id = _optional_id(body, "cart_id")  # the storefront server knows its cart
         via = "api_key"
-    elif scheme.lower() == "bearer" and bearer.strip():
+    elif bearer is not None:
         # The shopper's own token: whatever ids the body names are ignored.
         await _charge_identify(request, settings)
-        shopper = await tidio.introspector.shopper(bearer.strip())
+        shopper = await tidio.introspector.shopper(bearer)
         cart_id = None
         via = "introspection"
     else:
@@ -789,10 +789,8 @@ async def lyro_order_status(request: Request) -> Response:
     wanted = settings.tidio_lyro_token
     if wanted is None:
         raise NotFound("The Lyro order-status action is not configured (CC_TIDIO_LYRO_TOKEN).")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), wanted.get_secret_value().encode()
-    ):
+    token = tokens.bearer(request.headers.get("authorization"))
+    if token is None or not hmac.compare_digest(token.encode(), wanted.get_secret_value().encode()):
         raise Unauthorized("Send the action's token as Authorization: Bearer ….")
     body = await _json_object(request, MAX_JSON_BYTES)
     number = body.get("order_number")
