@@ -151,34 +151,19 @@ async def server_process(config: dict[str, Any]) -> AsyncIterator[ServerProcess]
 
 async def run_load(mode: str, spec: dict[str, Any], *args: str) -> dict[str, Any]:
     """Run benchmarks/load.py in its own process; returns its JSON answer."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HERE / "load.py"),
-        mode,
-        write_json(spec),
-        *args,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), LOAD_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"load generator failed ({mode}, exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await child_json(
+        HERE / "load.py", mode, write_json(spec), *args, limit=LOAD_TIMEOUT, cwd=ROOT,
+        what=f"load generator ({mode})",
+    )  # fmt: skip
 
 
 async def child_json(
-    script: Path, *args: str, limit: float, cwd: Path | None = None
+    script: Path, *args: str, limit: float, cwd: Path | None = None, what: str | None = None
 ) -> dict[str, Any]:
     """Runs a benchmark script in a process of its own; returns the JSON it prints.
 
     Past `limit` seconds the child is killed and TimeoutError raised; a non-zero exit raises
-    RuntimeError naming the script."""
+    RuntimeError naming `what` (the script by default)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(script), *args, stdout=asyncio.subprocess.PIPE, cwd=cwd
     )
@@ -189,7 +174,7 @@ async def child_json(
         await process.wait()
         raise
     if process.returncode != 0:
-        raise RuntimeError(f"{script.name} failed (exit {process.returncode})")
+        raise RuntimeError(f"{what or script.name} failed (exit {process.returncode})")
     result: dict[str, Any] = json.loads(out)
     return result
 
