@@ -166,3 +166,12 @@ async def state_of(queue: Queue, job: Job) -> str:
     found = await queue.get(job.id)
     assert found is not None
     return found.state
+
+
+async def reaches(queue: Queue, job: Job, state: str, *, within: float = 10.0) -> None:
+    """Waits until the job is in `state` (a bounded wait, e.g. for an in-process worker)."""
+
+    async def there() -> bool:
+        return await state_of(queue, job) == state
+
+    await eventually(there, within=within, what=f"job {job.kind} {state}")

@@ -7,7 +7,6 @@ secret, the signed tokens themselves) appears anywhere."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -26,6 +25,7 @@ from commerce_context.emulator.harness import Harness, demo_settings
 from commerce_context.emulator.seed import CUSTOMER_SPECS
 from tests.asgi import app_client
 from tests.conftest import Recorder
+from tests.engine import reaches
 from tests.logcheck import AuditHandler
 from tests.test_events import message
 from tests.test_sidebar import Sidebar
@@ -170,13 +170,8 @@ async def test_every_line_is_json_of_the_documented_shape_and_pii_free(
             destination="zendesk",
             correlation_id=job_correlation,
         )
-        for _ in range(200):
-            found = await queue.get(job.id)
-            if found is not None and found.state == "dead":
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the worker did not settle the job")
+        # A bounded wait for the in-process worker to settle the job.
+        await reaches(queue, job, "dead")
 
         # A module logging an upstream failure carelessly: redaction still applies.
         try:

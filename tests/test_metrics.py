@@ -27,6 +27,7 @@ from commerce_context.exceptions import ConfigError, UpstreamUnavailable
 from commerce_context.settings import Settings, load_settings
 from tests.asgi import app_client
 from tests.conftest import Recorder
+from tests.engine import reaches
 from tests.test_app import assert_error_shape
 from tests.test_commercetools import Upstream, make_settings
 from tests.test_sidebar import Sidebar
@@ -191,13 +192,8 @@ async def test_a_job_run_is_counted_by_kind_destination_and_outcome() -> None:
         before = await scrape(client)
         kind = f"unknown-{uuid.uuid4().hex[:6]}"
         job = await queue.enqueue(kind, {}, key=kind, destination="zendesk")
-        for _ in range(200):  # bounded wait for the in-process worker
-            found = await queue.get(job.id)
-            if found is not None and found.state == "dead":
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the worker did not settle the job")
+        # A bounded wait for the in-process worker to settle the job.
+        await reaches(queue, job, "dead")
         after = await scrape(client)
     settled = {"kind": kind, "destination": "zendesk", "outcome": "dead"}
     assert value(before, "cc_jobs_settled_total", **settled) == 0
