@@ -763,6 +763,20 @@ async def main(soak: float | None) -> int:
             demo = await seed_demo_project(
                 http, api_url=api_url, auth_url=api_url, project_key=project_key
             )
+            # The tickets the sidebar views open exist in the fake Zendesk too (the sync writes
+            # to every ticket a view associated with an order), under the fake's ids.
+            tickets = tuple(
+                {
+                    **t,
+                    "id": fake.add_ticket(
+                        t["subject"],
+                        custom_fields={ORDER_FIELD: t["order_number"]}
+                        if t["order_number"]
+                        else None,
+                    )["id"],
+                }
+                for t in demo_tickets(demo)
+            )
             config = Path(tmp) / "mappings.toml"
             text = (ROOT / "backend" / "commerce_context" / "demo.toml").read_text()
             if components.zendesk:
@@ -864,7 +878,7 @@ async def main(soak: float | None) -> int:
                         redis,
                         zendesk,
                         demo,
-                        demo_tickets(demo),
+                        tickets,
                         events_secret,
                         project_key,
                     )
