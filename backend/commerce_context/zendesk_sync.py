@@ -58,10 +58,18 @@ from . import correlation
 from .commercetools import CommercetoolsClient
 from .exceptions import CommerceContextError, ConfigError, UpstreamNotFound, UpstreamRejected
 from .jobs import Job, Ledger, Permanent, Queue, Retry
-from .queries import Arg, Read, by_ids, compose, order_by_id, order_by_number, orders_by_email
+from .queries import (
+    Read,
+    by_ids,
+    compose,
+    filtered,
+    order_by_id,
+    order_by_number,
+    orders_by_email,
+)
 from .scrub import scrub
 from .settings import Settings, ZendeskSync, load_settings
-from .views import View
+from .views import View, string_literal
 from .worker import JobContext, open_engine
 from .zendesk import MAX_BATCH, ZendeskClient, sanitise
 
@@ -283,19 +291,11 @@ async def backfill_customers(
         key = f"zendesk:backfill:{start}:{cursor}"
         done = await ledger.done(key)
         if done is None:
-            where = f"lastModifiedAt >= {_quote(start)} and id > {_quote(cursor)}"
-            read = Read(
-                "page",
-                "customers",
-                "Customer",
-                (
-                    Arg("where", "String", where),
-                    Arg("limit", "Int", page_size),
-                    Arg("sort", "[String!]", ["id asc"]),
-                ),
-                (CUSTOMER_ID,),
-                many=True,
-            )
+            where = f"lastModifiedAt >= {string_literal(start)} and id > {string_literal(cursor)}"
+            read = filtered(
+                "page", "customers", "Customer", where, [CUSTOMER_ID], limit=page_size,
+                store=None, sort="id asc",
+            )  # fmt: skip
             found = (await commercetools.fetch(compose([read], "ZendeskBackfill")))["page"]
             ids = [str(c["id"]) for c in found or [] if isinstance(c, dict) and c.get("id")]
             if ids:
@@ -460,15 +460,11 @@ async def _read_customers(
     emails = sorted({_email(c) for c in customers})
     if not emails:
         return [], {}
-    where = f"lowercaseEmail in ({', '.join(_quote(e) for e in emails)})"
-    same = Read(
-        "same_email",
-        "customers",
-        "Customer",
-        (Arg("where", "String", where), Arg("limit", "Int", SAME_EMAIL_LIMIT)),
-        (SYNC_CUSTOMER,),
-        many=True,
-    )
+    where = f"lowercaseEmail in ({', '.join(string_literal(e) for e in emails)})"
+    same = filtered(
+        "same_email", "customers", "Customer", where, [SYNC_CUSTOMER], limit=SAME_EMAIL_LIMIT,
+        store=None,
+    )  # fmt: skip
     sharing = (await ctx.commercetools.fetch(compose([same], "ZendeskSyncSameEmail")))["same_email"]
     groups: dict[str, list[dict[str, Any]]] = {e: [] for e in emails}
     for customer in [*customers, *(sharing or [])]:
@@ -539,16 +535,14 @@ def _user_field(
 async def _orders_of(ctx: JobContext, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Each customer's orders (state and total), read in one document."""
     reads = [
-        Read(
+        filtered(
             f"orders_{index}",
             "orders",
             "Order",
-            (
-                Arg("where", "String", f"customerId = {_quote(customer_id)}"),
-                Arg("limit", "Int", ORDERS_PER_CUSTOMER),
-            ),
-            (ORDER_TOTALS,),
-            many=True,
+            f"customerId = {string_literal(customer_id)}",
+            [ORDER_TOTALS],
+            limit=ORDERS_PER_CUSTOMER,
+            store=None,
         )
         for index, customer_id in enumerate(customer_ids)
     ]
@@ -893,12 +887,6 @@ def _company(customer: Mapping[str, Any]) -> str | None:
     if not isinstance(company, str) or not company.strip():
         return None
     return scrub(" ".join(company.split()))
-
-
-def _quote(value: str) -> str:
-    """A commercetools predicate string literal."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 # -- backfill command -----------------------------------------------------------------------------
