@@ -29,10 +29,8 @@ z4. 429s at steady state: customer changes and order events together for a fixed
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import re
 import sys
 import tempfile
@@ -71,7 +69,8 @@ from commerce_context.zendesk_sync import (  # noqa: E402
     enqueue_customers,
     enqueue_order,
 )
-from common import serve  # noqa: E402
+from common import bench_main, serve  # noqa: E402
+from common import in_child as run_child  # noqa: E402
 
 EMAIL, TOKEN = "bench@example.com", "bench-token"
 ORDER_FIELD, STATE_FIELD, SHIPMENT_FIELD = 360000001, 501, 502
@@ -314,12 +313,16 @@ async def _customer_events(r: Rig, ids: list[str], changes: int, rate: float) ->
         await asyncio.sleep(1 / rate)
 
 
-async def _drain_while(r: Rig, producer: asyncio.Task[None]) -> float:
-    started = time.perf_counter()
-    worker = Worker(
+def _worker(r: Rig) -> Worker:
+    return Worker(
         r.queue, HANDLERS, r.services.context, concurrency=8, poll_interval=0.02,
         backoff_base=0.1, backoff_max=2.0, lease=30,
     )  # fmt: skip
+
+
+async def _drain_while(r: Rig, producer: asyncio.Task[None]) -> float:
+    started = time.perf_counter()
+    worker = _worker(r)
     task = asyncio.create_task(worker.run())
     try:
         await producer
@@ -433,10 +436,7 @@ async def steady(seconds: float, fake_limit: int) -> Row:
             _customer_events(r, ids, count, rate / 2), _order_events(r, orders, count, rate / 2)
         )
         started = time.perf_counter()
-        worker = Worker(
-            r.queue, HANDLERS, r.services.context, concurrency=8, poll_interval=0.02,
-            backoff_base=0.1, backoff_max=2.0, lease=30,
-        )  # fmt: skip
+        worker = _worker(r)
         task = asyncio.create_task(worker.run())
         try:
             await producer
@@ -545,29 +545,11 @@ def render(results: dict[str, Any]) -> list[str]:
 
 async def in_child(quick: bool, limit: float = 900) -> dict[str, Any]:
     """Runs this module in a process of its own (as `make bench` does); returns its results."""
-    flags = ["--json", "--quick"] if quick else ["--json"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__)), *flags, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"zendesk.py failed (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await run_child(__file__, quick, limit)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Zendesk outbound sync benchmarks")
-    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    results = asyncio.run(run(args.quick))
-    print(json.dumps(results) if args.json else "\n".join(render(results)))
+    bench_main("Zendesk outbound sync benchmarks", run, render)
 
 
 if __name__ == "__main__":
