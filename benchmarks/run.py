@@ -690,8 +690,21 @@ async def main(quick: bool) -> None:
     text = text.rstrip("\n") + "\n\n" + "\n".join(render_zendesk(results["zendesk"]))
     print(text)
     if not quick:
-        DOC.write_text(text, encoding="utf-8")
+        DOC.write_text(text.rstrip("\n") + "\n" + kept_sections(), encoding="utf-8")
         log(f"wrote {DOC.relative_to(ROOT)}")
+
+
+# docs/benchmarks.md from this heading on is not make bench's: `make cluster-test` writes the
+# scale-out figures there, and notes added by hand follow them. A run keeps it as it is.
+KEPT_FROM = "## Scale-out"
+
+
+def kept_sections() -> str:
+    if not DOC.exists():
+        return ""
+    old = DOC.read_text(encoding="utf-8")
+    at = old.find("\n" + KEPT_FROM + "\n")
+    return "" if at < 0 else old[at:]
 
 
 if __name__ == "__main__":
