@@ -728,13 +728,22 @@ def test_apply_scrubs_every_string_whatever_its_field() -> None:
     entity["returnInfo"][0]["items"][0]["comment"] = f"refund to card {CARD} please"
     entity["shippingAddress"]["streetName"] = f"{CARD} Street"  # a masked field
     entity["shippingAddress"]["city"] = secret  # a shown field
-    entity["shippingInfo"] = {"shippingMethodName": secret, "deliveries": [{"parcels": [
-        {"trackingData": {"trackingId": "00340434161094042557", "carrier": secret}}
-    ]}]}
-    entity["custom"] = {"customFieldsRaw": [
-        {"name": "internalNote", "value": secret},
-        {"name": "tags", "value": [secret, {"key": "k", "label": {"en": secret}}]},
-    ]}
+    entity["shippingInfo"] = {
+        "shippingMethodName": secret,
+        "deliveries": [
+            {
+                "parcels": [
+                    {"trackingData": {"trackingId": "00340434161094042557", "carrier": secret}}
+                ]
+            }
+        ],
+    }
+    entity["custom"] = {
+        "customFieldsRaw": [
+            {"name": "internalNote", "value": secret},
+            {"name": "tags", "value": [secret, {"key": "k", "label": {"en": secret}}]},
+        ]
+    }
     entity["unknownField"] = {"deep": [[{"x": secret}]]}
 
     result = Policy().apply("order", entity)

@@ -376,9 +376,7 @@ class Mappings(BaseModel):
     def _custom_fields(cls, value: object) -> object:
         # The earlier format, a list of names: each is shown, with its known label.
         if isinstance(value, list | tuple):
-            return {
-                str(name): {"label": _KNOWN_LABELS.get(str(name), str(name))} for name in value
-            }
+            return {str(name): {"label": _KNOWN_LABELS.get(str(name), str(name))} for name in value}
         return value
 
     @property
@@ -795,7 +793,8 @@ class Settings(BaseSettings):
     def _tidio_api(self) -> Settings:
         if (self.tidio_client_id is None) != (self.tidio_client_secret is None):
             raise ValueError(
-                f"set both {ENV_PREFIX}TIDIO_CLIENT_ID and {ENV_PREFIX}TIDIO_CLIENT_SECRET, or neither"
+                f"set both {ENV_PREFIX}TIDIO_CLIENT_ID and {ENV_PREFIX}TIDIO_CLIENT_SECRET, "
+                "or neither"
             )
         return self
 
