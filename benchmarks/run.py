@@ -42,6 +42,7 @@ from common import (
     ROOT,
     Meter,
     ServerProcess,
+    child_json,
     cleanup,
     git_revision,
     machine_cpu,
@@ -556,23 +557,7 @@ async def bench_hotpath(env: Env) -> dict[str, Any]:
 
 
 async def child(script: str, config: dict[str, Any], limit: float = 240) -> dict[str, Any]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "benchmarks" / script),
-        write_json(config),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), limit)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{script} failed (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return await child_json(ROOT / "benchmarks" / script, write_json(config), limit=limit, cwd=ROOT)
 
 
 # -- d. memory per cached entity ------------------------------------------------------------------
