@@ -110,6 +110,15 @@ def test_demo_command_serves_health_and_demo_page_and_stops_on_ctrl_c() -> None:
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200 and "commerce-context demo" in page.text
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+        # The demo shop's own JSON endpoint answers bad bodies with 400 too, never a 500.
+        for body in (b"{not json", b"[" * 2000 + b"]" * 2000, b'{"sku": "\\ud800"}'):
+            bad = httpx.post(
+                f"http://127.0.0.1:{port}/demo/shop/cart",
+                content=body,
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert bad.status_code == 400, (body[:20], bad.status_code)
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

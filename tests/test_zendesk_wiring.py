@@ -283,8 +283,13 @@ async def test_a_created_ticket_gets_its_routing_fields_from_the_order_it_names(
         STATE: "Open", SHIPMENT: "Ready",
     }  # fmt: skip
     # The routing write links the ticket to the order: a later change reaches it without search.
-    rows = await wired.audit(ticket=ticket["id"])
-    assert any(r.order_id == order["id"] and r.outcome == "updated" for r in rows)
+    # (The job's audit row is written when the job settles, just after the field appears.)
+
+    async def linked() -> bool:
+        rows = await wired.audit(ticket=ticket["id"])
+        return any(r.order_id == order["id"] and r.outcome == "updated" for r in rows)
+
+    await eventually(linked, "the ticket-to-order row in the audit log")
 
 
 async def test_a_created_ticket_without_order_number_uses_the_requesters_newest_order(

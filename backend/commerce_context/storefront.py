@@ -31,6 +31,7 @@ from starlette.routing import Route
 from .emulator.seed import PRODUCT_SPECS
 from .emulator.tidio import FakeTidio, serve_fake_tidio
 from .exceptions import BadRequest, NotFound, UpstreamUnavailable
+from .limits import parse_json, read_body
 
 __all__ = ["SNIPPET", "DemoShop", "demo_tidio", "routes"]
 
@@ -185,7 +186,7 @@ async def state(request: Request) -> Response:
 async def add_to_cart(request: Request) -> Response:
     shop = _shop(request)
     sid, session = _session(request, shop)
-    body = await request.json()
+    body = parse_json(await read_body(request, 4096))  # bad JSON is a 400, like everywhere
     sku = body.get("sku") if isinstance(body, dict) else None
     if sku not in {p.sku for p in PRODUCT_SPECS}:
         raise BadRequest("Unknown product.")
