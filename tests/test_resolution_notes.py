@@ -14,10 +14,12 @@ from commerce_context import queries
 from commerce_context.cli import check_config, store_mapping_warnings
 from commerce_context.demo import DemoZendesk
 from commerce_context.resolution import (
+    BY_ID,
     NOTE_CODES,
     Note,
     Resolution,
     TicketContext,
+    owner_key,
     plan,
     resolve_answer,
 )
@@ -47,8 +49,18 @@ def resolved(
     found: dict[str, Any], store: str | None = None, stores_configured: bool = True, **ctx: Any
 ) -> Resolution:
     context = TicketContext.parse(ctx)
+    # As `resolve` merges them: the reads by id (`BY_ID`) are for the customer the first answer
+    # chose; where a test gives none, that follow-up found nothing the first answer lacked.
+    first, _ = resolve_answer(context, store, found, custom_fields=("internalNote",))
+    owner = first.customer["id"] if first.customer else None
+    found = {"co": [], "cl": [], "ck": None, **found}
     result, more = resolve_answer(
-        context, store, found, custom_fields=("internalNote",), stores_configured=stores_configured
+        context,
+        store,
+        found,
+        custom_fields=("internalNote",),
+        stores_configured=stores_configured,
+        owner=owner,
     )
     assert more is None, [r.key for r in more]
     return result
@@ -213,26 +225,48 @@ def test_a_missing_order_is_named() -> None:
     assert note(result, "order_not_found").text == "No order XX-1 was found."
 
 
-def test_orders_of_a_customer_found_by_email_are_read_by_id_when_the_spellings_miss_them() -> None:
+def test_orders_of_a_customer_found_by_email_are_always_read_by_id() -> None:
     anna = customer("c-anna", "berlin")
     guest = order("o-guest", None, "berlin", "2025-05-01T00:00:00.000Z")
-    context = TicketContext.parse({"emails": ["Anna@Example.com"]})
-    _, more = resolve_answer(context, "berlin", {"e0": [anna], "eo": [guest], "ek": []})
-    assert more is not None
-    assert [(r.key, r.root) for r in more] == [
-        ("co", "orders"),
-        ("cl", "orders"),
-        ("ck", "customerActiveCart"),
-    ]
-    assert more[0].args[0].value == 'customerId = "c-anna"'
-    assert more[2].store == "berlin"
-    queries.compose(more)  # one valid document
-    # The customer's own orders found by email: no follow-up.
     mine = order("o-anna", "c-anna", "berlin", "2025-06-01T00:00:00.000Z")
-    _, none = resolve_answer(
-        context, "berlin", {"e0": [anna], "eo": [mine, guest], "el": [mine], "ek": []}
-    )
-    assert none is None
+    context = TicketContext.parse({"emails": ["Anna@Example.com"]})
+    # Whether or not some of her orders were found by address: others may carry a third
+    # spelling, which only her id finds.
+    for found in (
+        {"e0": [anna], "eo": [guest], "ek": []},
+        {"e0": [anna], "eo": [mine, guest], "el": [mine], "ek": []},
+    ):
+        _, more = resolve_answer(context, "berlin", found)
+        assert more is not None
+        assert [(r.key, r.root) for r in more] == [
+            ("co", "orders"),
+            ("cl", "orders"),
+            ("ck", "customerActiveCart"),
+        ]
+        assert more[0].args[0].value == 'customerId = "c-anna"'
+        assert more[2].store == "berlin"
+        queries.compose(more)  # one valid document
+        # Once they are read (for her): no further request.
+        answered = {**found, "co": [mine], "cl": [mine], "ck": None}
+        _, none = resolve_answer(context, "berlin", answered, owner="c-anna")
+        assert none is None
+        # Read for someone else (a stale hint): not hers, so read again for her.
+        _, again = resolve_answer(context, "berlin", answered, owner="c-other")
+        assert again is not None and again[0].args[0].value == 'customerId = "c-anna"'
+
+
+def test_the_plan_reads_a_remembered_owners_orders_by_id_in_the_first_request() -> None:
+    context = TicketContext.parse({"emails": ["Anna@Example.com"]})
+    keys = [r.key for r in plan(context, ("internalNote",), "berlin")]
+    assert not set(keys) & set(BY_ID)
+    hinted = {r.key: r for r in plan(context, ("internalNote",), "berlin", owner="c-anna")}
+    assert set(BY_ID) <= set(hinted)
+    assert hinted["co"].args[0].value == 'customerId = "c-anna"'
+    queries.compose(list(hinted.values()))  # still one valid document
+    # A ticket naming an order or an external id has no hint to use.
+    order_ticket = TicketContext.parse({"emails": ["a@x.com"], "order_number": "DE-1"})
+    assert owner_key(order_ticket, "berlin") is None
+    assert owner_key(context, "berlin") == (("anna@example.com",), "berlin")
 
 
 def test_the_newest_cart_of_the_shopper_is_chosen() -> None:

@@ -49,6 +49,7 @@ from .entries import (
 )
 from .exceptions import CacheUnavailable, UpstreamUnavailable
 from .flights import Flights, across_instances
+from .lru import LRU
 from .policy import Policy
 from .stores import Store
 
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 NOT_ANSWERING = "commercetools is not answering, and nothing is cached for this ticket yet."
 LATE_RETRY_AFTER = 5.0  # seconds: a hung upstream rarely recovers faster
+OWNERS = 10_000  # address → customer hints kept (about 200 bytes each)
 
 
 @dataclass
@@ -91,6 +93,9 @@ class Reader:
         self._clock = clock
         self._flights: Flights[Answer] = Flights()
         self.upstream_requests = 0
+        # Which customer a ticket's addresses resolved to (`resolution.owner_key`): a hint that
+        # lets the next view of them read that customer's orders by id in its first request.
+        self.owners: LRU[Any, str] = LRU(OWNERS)
 
     # -- public ---------------------------------------------------------------------------------
 

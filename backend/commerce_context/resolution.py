@@ -8,14 +8,16 @@ Stable keys, strongest first:
 3. the requester's email addresses (all identities): customers by `lowercaseEmail`, and orders
    and active carts placed with those addresses, including guest ones (no customer).
 
-Orders: a customer's orders are read by `customerId` whenever the id is known when the request
-is planned (the external id), and by `customerEmail` otherwise. Orders keep the address as typed
-at checkout and have no case-insensitive predicate, so an address is queried in two spellings:
-as the ticket has it and in lower case (`queries.email_spellings`). When a customer found by
-email has none of the orders so found (their orders carry another spelling, say the account's
-own `Mixed.Case@Example.com`), or the email read came back full, a follow-up request reads that
-customer's orders by `customerId`. Guest orders (no customer) are found only by those two
-spellings.
+Orders: a customer's orders are read by `customerId` whenever the customer is known: in the
+first request when the id is known as it is planned (the external id, or the customer the same
+addresses resolved to last time, `Reader.owners`), else in a follow-up request once the first
+answer names the customer. Orders keep the address as typed at checkout and have no
+case-insensitive predicate, so an address is queried in two spellings: as the ticket has it
+and in lower case (`queries.email_spellings`); a customer's orders under any other spelling
+(say the account's own `Mixed.Case@Example.com`) are found by id. Guest orders (no customer)
+are found only by those two spellings. The customer of an order named in the ticket has their
+orders read by id only when none of those found by address is theirs (or the read came back
+full).
 
 De-duplication, when the requester's addresses match several customers (store-scoped customers
 share an address across stores): the customer of the brand's store wins; then the one with the
@@ -43,10 +45,11 @@ What the panels read from a `Resolution` (all entities already policy-masked):
 * `notes`: `Note(code, params, text)`, where `text` is the English sentence and `code` a stable
   key for translations (`note.<code>`, formatted with `params`); see `NOTE_CODES`.
 
-Everything is read in one GraphQL document. A second request is made only when a customer found
-by email needs their orders read by id (above), or when the order to detail is not in the
-answer (an ambiguous address whose newest order belongs to another customer). When such a
-follow-up finds commercetools unavailable, the first answer is shown with an `incomplete` note.
+Everything is read in one GraphQL document. A second request is made when a customer found
+by email, the first time this process sees their addresses, needs their orders read by id
+(above), or when the order to detail is not in the answer (an ambiguous address whose newest
+order belongs to another customer). When such a follow-up finds commercetools unavailable, the
+first answer is shown with an `incomplete` note.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -254,15 +257,29 @@ def detail_views(custom_fields: Sequence[str]) -> list[views.View]:
 
 
 def plan(
-    context: TicketContext, custom_fields: Sequence[str], store: str | None = None
+    context: TicketContext,
+    custom_fields: Sequence[str],
+    store: str | None = None,
+    owner: str | None = None,
 ) -> list[queries.Read]:
     """The reads for a ticket: all of them go upstream as one document.
 
     `store` (the brand's store) scopes the active-cart reads and the newest order read in
     detail; customers and order lists are read across stores and filtered here, so the panel
-    can say what it left out (and offer to show it)."""
+    can say what it left out (and offer to show it). `owner`: the customer these addresses
+    resolved to last time (`Reader.owners`); their orders and cart are then read by id in the
+    same document, so the follow-up is not needed."""
     keys = (context.emails, context.external_id, context.order_number, context.order_id)
-    return list(_plan(keys, tuple(custom_fields), store))
+    return list(_plan(keys, tuple(custom_fields), store, owner))
+
+
+def owner_key(
+    context: TicketContext, store: str | None
+) -> tuple[tuple[str, ...], str | None] | None:
+    """The `Reader.owners` key of a ticket found by its addresses only (None otherwise)."""
+    if not context.emails or context.external_id or context.order_id or context.order_number:
+        return None
+    return tuple(e.lower() for e in context.emails), store
 
 
 @lru_cache(maxsize=4096)
@@ -270,6 +287,7 @@ def _plan(
     keys: tuple[tuple[str, ...], str | None, str | None, str | None],
     custom_fields: tuple[str, ...],
     store: str | None,
+    owner: str | None,
 ) -> tuple[queries.Read, ...]:
     # The same ticket is viewed again and again: its reads (and their digests) are reused.
     emails, external_id, order_number, order_id = keys
@@ -301,6 +319,8 @@ def _plan(
         if not explicit:
             reads.append(queries.orders_by_email(emails, full, limit=1, store=store, key="el"))
         reads.append(queries.active_carts_by_email(emails, [views.CART], store=store, key="ek"))
+        if owner is not None:
+            reads += follow_up(owner, custom_fields, store, detail=not explicit, cart=True)
     return tuple(reads)
 
 
@@ -323,6 +343,9 @@ def follow_up(
     return reads
 
 
+BY_ID: Final = ("co", "cl", "ck")  # the keys of `follow_up`'s reads
+
+
 def resolve_answer(
     context: TicketContext,
     store: str | None,
@@ -331,33 +354,34 @@ def resolve_answer(
     custom_fields: Sequence[str] = (),
     stores_configured: bool = False,
     final: bool = False,
+    owner: str | None = None,
 ) -> tuple[Resolution, list[queries.Read] | None]:
     """Choose customer, orders and cart from the answer to `plan()` (and to follow-ups).
 
     Returns the resolution and, when the answer is not enough, the reads of a follow-up request;
-    the caller fetches them, merges their answer into `found` and calls this again. `final`:
-    no follow-up can be made, resolve from what there is."""
+    the caller fetches them, merges their answer into `found` and calls this again. `owner`: the
+    customer whose reads by id (`follow_up`) are in `found`. `final`: no follow-up can be made,
+    resolve from what there is."""
     result = Resolution(context=context, store=store)
     if stores_configured and store is None and context.brand_id is not None:
         result.note("no_store_mapping", brand=context.brand_id)
     _choose(result, found)
     customer_id = result.customer["id"] if result.customer else None
+    if owner != customer_id:
+        # Read by id for another customer than the one chosen (a stale hint): not theirs.
+        found = {k: v for k, v in found.items() if k not in BY_ID}
     if (
         not final
         and customer_id is not None
+        and owner != customer_id
         and context.emails
-        and "co" not in found
         and customer_id != context.external_id
-        and _orders_by_email_may_be_incomplete(customer_id, found)
+        and _needs_orders_by_id(result, customer_id, found)
     ):
-        wanted_cart = _pick_cart(result, found) is None
-        return result, follow_up(
-            customer_id,
-            custom_fields,
-            store,
-            detail=not (context.order_id or context.order_number),
-            cart=wanted_cart,
-        )
+        # The same reads as a first request planned with this owner: its answer is then
+        # cached for the next view's.
+        explicit = bool(context.order_id or context.order_number)
+        return result, follow_up(customer_id, custom_fields, store, detail=not explicit, cart=True)
 
     _collect_orders(result, found)
     result.cart = _pick_cart(result, found)
@@ -419,12 +443,15 @@ def _choose(result: Resolution, found: Mapping[str, Any]) -> None:
     _others(result, by_address, email_customers)
 
 
-def _orders_by_email_may_be_incomplete(customer_id: str, found: Mapping[str, Any]) -> bool:
-    """Whether a customer found by email needs their orders read by id.
+def _needs_orders_by_id(result: Resolution, customer_id: str, found: Mapping[str, Any]) -> bool:
+    """Whether a customer reached through the ticket's addresses needs their orders read by id.
 
-    Their orders carry the address as typed at checkout; when none of the orders found by the
-    queried spellings is theirs, their orders (if any) carry another spelling. A full answer may
-    have crowded theirs out."""
+    Found by email: always. Orders keep the address as typed at checkout, and no predicate
+    ignores case: orders under a third spelling are found only by `customerId`. The customer
+    of the ticket's order: when none of the orders found by address is theirs, or a full
+    answer may have crowded theirs out."""
+    if result.chosen_reason != "order":
+        return True
     by_email = found.get("eo") or []
     if len(by_email) >= EMAIL_ORDERS:
         return True
@@ -591,11 +618,14 @@ async def resolve(
 ) -> Resolution:
     """Read (through the cache), and resolve a ticket.
 
-    Cold: one upstream request; warm: none; changed: at most two. Follow-ups (a customer found
-    by email whose orders must be read by id; the order to detail missing from the answer) cost
-    one request each, at most two, and are cached like the first. A follow-up that fails leaves
+    Cold: one upstream request, two for addresses of an account not seen before; warm: none.
+    Follow-ups (a customer found by email whose orders are read by id; the order to detail
+    missing from the answer) cost one request each, at most two, and are cached like the
+    first. A follow-up that fails leaves
     the first answer shown, with an `incomplete` note."""
-    reads = plan(context, custom_fields, store)
+    owners = owner_key(context, store)
+    owner = reader.owners.get(owners) if owners is not None else None
+    reads = plan(context, custom_fields, store, owner)
     if not reads:
         resolution = Resolution(context=context, store=store)
         if stores_configured and store is None and context.brand_id is not None:
@@ -605,9 +635,14 @@ async def resolve(
     metrics.cache_read(reads, answer)
     found: dict[str, Any] = dict(answer.found)
     as_of, fingerprint = answer.as_of, answer.fingerprint
-    resolution, more = resolve_answer(
-        context, store, found, custom_fields=custom_fields, stores_configured=stores_configured
+    settle = partial(
+        resolve_answer,
+        context,
+        store,
+        custom_fields=custom_fields,
+        stores_configured=stores_configured,
     )
+    resolution, more = settle(found, owner=owner)
     for _ in range(MAX_FOLLOW_UPS):
         if more is None:
             break
@@ -617,24 +652,22 @@ async def resolve(
         except UpstreamUnavailable:
             # The first answer stands: show it, and say that something may be missing.
             break
+        if any(read.key in BY_ID for read in more) and resolution.customer is not None:
+            # Read for this customer: what an earlier read by id held (for another) goes.
+            owner = resolution.customer["id"]
+            found = {k: v for k, v in found.items() if k not in BY_ID}
         found.update(extra.found)
         fingerprint = fingerprint + extra.fingerprint if fingerprint and extra.fingerprint else None
         if extra.as_of is not None:
             as_of = min(extra.as_of, as_of or extra.as_of)
-        resolution, more = resolve_answer(
-            context, store, found, custom_fields=custom_fields, stores_configured=stores_configured
-        )
+        resolution, more = settle(found, owner=owner)
     if more is not None:
-        resolution, _ = resolve_answer(
-            context,
-            store,
-            found,
-            custom_fields=custom_fields,
-            stores_configured=stores_configured,
-            final=True,
-        )
+        resolution, _ = settle(found, owner=owner, final=True)
         resolution.note("incomplete")
         fingerprint = None  # never reuse this render once the follow-up can be read
+    elif owners is not None and resolution.matched_by == "email" and resolution.customer:
+        # Next time (this process), the first request reads this customer's orders by id too.
+        reader.owners.put(owners, resolution.customer["id"])
     resolution.as_of = as_of
     resolution.fingerprint = fingerprint
     return resolution
