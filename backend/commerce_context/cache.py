@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import queries, views
@@ -275,7 +275,8 @@ class Reader:
         for (type_, entity_id), version in plan.versions.items():
             entry = snapshot.entities.get((type_, entity_id))
             if entry is not None and entry.version == version and (type_, entity_id) not in fetched:
-                entry.fetched = now  # confirmed current: fresh again
+                entry = replace(entry, fetched=now)  # confirmed current: fresh again
+                snapshot.entities[(type_, entity_id)] = entry
                 writes[self.entries.entity_key(KINDS[type_], entity_id)] = encode_entry(entry)
         await self.entries.write(writes, self._fresh.stale)
         # Only now: had the second request failed, stale serving needed the old lists.

@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ KINDS = {"Order": "order", "Customer": "customer", "Cart": "cart", "Store": "sto
 ROOTS = {"Order": "orders", "Customer": "customers", "Cart": "carts", "Store": "stores"}
 # Entities read inside another entity, cached separately and re-attached on the way out.
 NESTED = {"Order": {"customer": "Customer"}}
+_CUSTOMER_VIEW = frozenset({views.CUSTOMER.name})  # what a nested customer must hold
 GENERATION = "generation"
 
 
@@ -81,8 +82,10 @@ class Freshness:
         return float(getattr(self, kind))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entry:
+    """One cached entity. Frozen: decoded entries are shared between views (`_Decoded`)."""
+
     version: int
     modified: str
     views: frozenset[str]
@@ -172,15 +175,8 @@ class Entries:
     def _decode_entry(self, raw: bytes | None) -> Entry | None:
         if raw is None:
             return None
-        value = self._decoded(raw)
-        return Entry(
-            value["v"],
-            value["m"],
-            frozenset(value["w"]),
-            value["t"],
-            value["d"],
-            dict(value.get("n", {})),
-        )
+        entry: Entry = self._decoded(raw, _entry_of)
+        return entry
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -269,8 +265,9 @@ class Snapshot:
                 now - result["t"] >= fresh.lists or result.get("g", 0) != self.generation
             ):
                 return False
+            names, with_customer = read.wants
             for entity_id in self._ids(read, result):
-                if not self._entity_ok(read.type, entity_id, read.views, now, fresh):
+                if not self._entity_ok(read.type, entity_id, names, with_customer, now, fresh):
                     return False
         return True
 
@@ -278,7 +275,8 @@ class Snapshot:
         self,
         type_: str,
         entity_id: str,
-        wanted: Iterable[views.View],
+        names: frozenset[str],
+        with_customer: bool,
         now: float | None,
         fresh: Freshness,
     ) -> bool:
@@ -287,16 +285,16 @@ class Snapshot:
             return False
         if now is not None and now - entry.fetched >= fresh.of(KINDS[type_]):
             return False
-        wanted = list(wanted)
-        names = {v.name for v in wanted if v.name != views.ORDER_CUSTOMER.name}
         if not names <= entry.views:
             return False
-        if views.ORDER_CUSTOMER in wanted:
+        if with_customer:
             for field_name, nested_type in NESTED.get(type_, {}).items():
                 if field_name not in entry.nested:
                     return False
                 child = entry.nested[field_name]
-                if child and not self._entity_ok(nested_type, child, [views.CUSTOMER], now, fresh):
+                if child and not self._entity_ok(
+                    nested_type, child, _CUSTOMER_VIEW, False, now, fresh
+                ):
                     return False
         return True
 
@@ -312,18 +310,19 @@ class Snapshot:
     def assemble(self, reads: Sequence[queries.Read]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for read in reads:
+            with_customer = read.wants[1]
             entities = [
-                self._materialise(read.type, i, read.views)
+                self._materialise(read.type, i, with_customer)
                 for i in self._ids(read, self.results.get(read.key))
                 if (read.type, i) in self.entities
             ]
             out[read.key] = entities if read.many else (entities[0] if entities else None)
         return out
 
-    def _materialise(self, type_: str, entity_id: str, wanted: Sequence[views.View]) -> Entity:
+    def _materialise(self, type_: str, entity_id: str, with_customer: bool) -> Entity:
         entry = self.entities[(type_, entity_id)]
         data: Entity = dict(entry.data)  # shallow: the nested values are shared, read-only
-        if views.ORDER_CUSTOMER in wanted:
+        if with_customer:
             for field_name, nested_type in NESTED.get(type_, {}).items():
                 child = entry.nested.get(field_name)
                 data[field_name] = (
@@ -398,19 +397,33 @@ def _unpack(raw: bytes) -> Any:
     return json.loads(zlib.decompress(raw))
 
 
+def _entry_of(value: Any) -> Entry:
+    return Entry(
+        value["v"],
+        value["m"],
+        frozenset(value["w"]),
+        value["t"],
+        value["d"],
+        dict(value.get("n", {})),
+    )
+
+
 class _Decoded:
     """Recently decoded entries by their bytes: a warm view decodes nothing twice.
 
-    The decoded values are shared, so everything built from them is read-only by convention
-    (answers are shared between concurrent views anyway)."""
+    The decoded values (read results, and `Entry` objects) are shared, so everything built
+    from them is read-only by convention (answers are shared between concurrent views anyway).
+    """
 
     def __init__(self, size: int = 8192) -> None:
         self._values: LRU[bytes, Any] = LRU(size)
 
-    def __call__(self, raw: bytes) -> Any:
+    def __call__(self, raw: bytes, build: Callable[[Any], Any] | None = None) -> Any:
         value = self._values.get(raw)
         if value is None:
             value = _unpack(raw)
+            if build is not None:
+                value = build(value)
             self._values.put(raw, value)
         return value
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .exceptions import BadRequest, PayloadTooLarge, RequestTimeout
 
 __all__ = ["BodyLimit", "parse_json", "read_body"]
+
+# A JSON escape of a UTF-16 surrogate; raw surrogate bytes are invalid UTF-8 and fail to parse.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -61,7 +65,9 @@ class BodyLimit:
             if declared is not None and declared > limit:
                 raise _too_large(limit)
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                # A timer on this task, not a new task per read (as wait_for makes in 3.11).
+                async with asyncio.timeout(self.timeout):
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body did not arrive within {self.timeout:g} seconds."
@@ -108,6 +114,8 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest("The request body is not valid JSON.") from None
     except RecursionError:
         raise BadRequest("The request body is nested too deeply.") from None
+    if not _SURROGATE_ESCAPE.search(body):
+        return value  # surrogates can only come from \uD800 to \uDFFF escapes
     try:
         # Lone surrogates ("\ud800") parse, but nothing downstream can encode them.
         json.dumps(value, ensure_ascii=False).encode()

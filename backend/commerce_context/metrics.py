@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -53,6 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import tokens
 from .exceptions import DatabaseUnavailable, NotFound, Unauthorized
+from .lru import LRU
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
@@ -125,8 +127,14 @@ def cache_read(reads: Sequence[Read], answer: Answer) -> None:
         outcome = "miss"
     else:
         outcome = "hit"  # fresh entries, or the answer another view's request just stored
-    for kind in sorted({read.type for read in reads}):
-        CACHE_READS.labels(kind, outcome).inc()
+    for kind in {read.type for read in reads}:
+        _cache_reads(kind, outcome).inc()
+
+
+@lru_cache(maxsize=64)
+def _cache_reads(kind: str, outcome: str) -> Any:
+    # The labelled child, looked up once (labels() validates and locks on every call).
+    return CACHE_READS.labels(kind, outcome)
 
 
 # -- the per-app metrics ------------------------------------------------------------------------
@@ -423,6 +431,10 @@ class RequestObserver:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        # Per method and path: the route template, and each series' labelled child. Bounded:
+        # paths are the client's choice (ids in paths, or junk).
+        self._templates: LRU[tuple[str, str], str] = LRU(2048)
+        self._series: LRU[tuple[str, str, int], Any] = LRU(512)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -443,9 +455,17 @@ class RequestObserver:
             self._record(scope, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = route_template(self.routes, scope)
         method = str(scope.get("method", "GET"))
-        self.metrics.requests.labels(route, method, str(status)).observe(seconds)
+        where = (method, str(scope.get("path", "")))
+        route = self._templates.get(where)
+        if route is None:
+            route = route_template(self.routes, scope)
+            self._templates.put(where, route)
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self.metrics.requests.labels(route, method, str(status))
+            self._series.put((route, method, status), series)
+        series.observe(seconds)
         if status == 401 and route in WEBHOOK_ROUTES:
             self.metrics.webhook_failures.labels(WEBHOOK_ROUTES[route]).inc()
         duration_ms = round(seconds * 1000, 1)

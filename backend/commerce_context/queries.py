@@ -24,7 +24,7 @@ from graphql import FieldNode, InlineFragmentNode, SelectionSetNode, print_ast
 from graphql.utilities import strip_ignored_characters
 
 from .exceptions import ConfigError, UpstreamError
-from .views import FORBIDDEN_FIELDS, View, string_literal
+from .views import FORBIDDEN_FIELDS, ORDER_CUSTOMER, View, string_literal
 
 __all__ = [
     "Document",
@@ -79,6 +79,15 @@ class Read:
         ]  # fmt: skip
         encoded = json.dumps(value, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:32]
+
+    @cached_property
+    def wants(self) -> tuple[frozenset[str], bool]:
+        """The view names each entity must hold, and whether the order's customer is read
+        too (`ORDER_CUSTOMER`, a nested entity of its own in the cache)."""
+        nested = ORDER_CUSTOMER.name
+        return frozenset(v.name for v in self.views if v.name != nested), any(
+            v.name == nested for v in self.views
+        )
 
     def shape(self) -> tuple[object, ...]:
         return (

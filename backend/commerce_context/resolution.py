@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any, Final, Literal
 
@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import metrics, queries, views
 from .cache import Reader
 from .exceptions import BadRequest, UpstreamUnavailable
+from .lru import LRU
 
 __all__ = [
     "NOTE_CODES",
@@ -606,6 +607,9 @@ def _descending(value: str) -> _Descending:
 
 
 MAX_FOLLOW_UPS = 2
+# Resolutions made from exactly these fresh cache entries (the fingerprint) for these keys: a
+# warm view of a ticket resolves nothing twice. Shared read-only, like the entries themselves.
+_RESOLVED: LRU[tuple[object, ...], Resolution] = LRU(1024)
 
 
 async def resolve(
@@ -633,6 +637,21 @@ async def resolve(
         return resolution
     answer = await reader.fetch(reads, refresh=context.refresh, name="TicketView")
     metrics.cache_read(reads, answer)
+    memo_key = None
+    if answer.fingerprint is not None:
+        # Fresh entries: the resolution is a function of them and of the ticket's keys.
+        memo_key = (
+            answer.fingerprint,
+            (context.emails, context.external_id, context.order_number, context.order_id),
+            context.brand_id,
+            store,
+            owner,
+            stores_configured,
+            tuple(custom_fields),
+        )
+        known = _RESOLVED.get(memo_key)
+        if known is not None:
+            return replace(known, context=context, notes=list(known.notes))
     found: dict[str, Any] = dict(answer.found)
     as_of, fingerprint = answer.as_of, answer.fingerprint
     settle = partial(
@@ -670,4 +689,6 @@ async def resolve(
         reader.owners.put(owners, resolution.customer["id"])
     resolution.as_of = as_of
     resolution.fingerprint = fingerprint
+    if memo_key is not None and fingerprint is answer.fingerprint:  # no follow-up was needed
+        _RESOLVED.put(memo_key, replace(resolution, notes=list(resolution.notes)))
     return resolution
