@@ -133,13 +133,12 @@ class Entries:
         """What the store holds for `reads`: their results and every entity they name."""
         generation = await self.generation()
         keys = [self.read_key(r) for r in reads]
-        found = {
-            r.key: value
-            for r, value in zip(reads, await self.store.get_many(keys), strict=True)
-            if value is not None
-        }
-        snapshot = Snapshot({k: self._decoded(v) for k, v in found.items()}, {}, generation)
-        snapshot.raw.extend(found.values())
+        snapshot = Snapshot({}, {}, generation)
+        for read, key, value in zip(reads, keys, await self.store.get_many(keys), strict=True):
+            if value is not None:
+                snapshot.results[read.key] = self._decoded(value)
+                snapshot.keys.append(key)
+                snapshot.raw.append(value)
         wanted: dict[str, dict[str, set[views.View]]] = {}
         for read in reads:
             result = snapshot.results.get(read.key)
@@ -165,11 +164,13 @@ class Entries:
         ]
         if not pairs:
             return
-        raw = await self.store.get_many([self.entity_key(KINDS[t], i) for t, i in pairs])
-        for pair, value in zip(pairs, raw, strict=True):
+        keys = [self.entity_key(KINDS[t], i) for t, i in pairs]
+        raw = await self.store.get_many(keys)
+        for pair, key, value in zip(pairs, keys, raw, strict=True):
             entry = self._decode_entry(value)
             if entry is not None and value is not None:
                 snapshot.entities[pair] = entry
+                snapshot.keys.append(key)
                 snapshot.raw.append(value)
 
     def _decode_entry(self, raw: bytes | None) -> Entry | None:
@@ -243,6 +244,7 @@ class Snapshot:
     entities: dict[tuple[str, str], Entry]
     generation: int = 0  # of the lists when the snapshot was taken
     raw: list[bytes] = field(default_factory=list)  # every entry as stored, for fingerprints
+    keys: list[str] = field(default_factory=list)  # the store key of each of `raw`
 
     def fingerprint(self) -> tuple[bytes, ...]:
         """Identifies exactly these entries: equal fingerprints, equal answers.
@@ -297,6 +299,12 @@ class Snapshot:
                 ):
                     return False
         return True
+
+    def fresh_until(self, fresh: Freshness) -> float:
+        """When the first of its entries stops being fresh (an epoch time)."""
+        times = [r["t"] + fresh.lists for r in self.results.values()]
+        times += [e.fetched + fresh.of(KINDS[t]) for (t, _), e in self.entities.items()]
+        return min(times, default=0.0)
 
     def oldest(self, reads: Sequence[queries.Read]) -> float:
         times = [self.results[r.key]["t"] for r in reads if r.key in self.results]
