@@ -183,6 +183,23 @@ async def test_refresh_bypasses_freshness(
     assert note["internalNote"] == value
 
 
+async def test_a_warm_answer_follows_entries_another_instance_rewrote(
+    rig: Callable[..., Rig], harness: Harness, ct: CommercetoolsClient
+) -> None:
+    here, there = rig(), rig()  # two instances sharing one store
+    reads = ticket_reads(harness, "emily-johnson")
+    await here.reader.fetch(reads)
+    warm = await here.reader.fetch(reads)
+    assert (await here.reader.fetch(reads)) is warm  # the same entries: the same answer
+    note = f"Rewritten elsewhere {uuid.uuid4().hex[:6]}"
+    await set_note(ct, warm.found["el"][0]["id"], note)
+    await there.reader.fetch(reads, refresh=True)  # writes the changed order to the store
+    seen = await here.reader.fetch(reads)
+    assert seen.upstream_requests == 0 and here.switch.api_calls == 1
+    fields = {f["name"]: f["value"] for f in seen.found["el"][0]["custom"]["customFieldsRaw"]}
+    assert fields["internalNote"] == note
+
+
 async def test_push_invalidation_evicts_and_ignores_older_versions(
     rig: Callable[..., Rig], harness: Harness
 ) -> None:

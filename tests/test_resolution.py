@@ -381,3 +381,22 @@ async def test_an_unmapped_brand_sees_all_stores_with_a_note(
         str(a.get_text()) for a in BeautifulSoup(page, "html.parser").select("a[data-order-id]")
     }
     assert numbers == set(harness.demo.guest_order_numbers)
+
+
+async def test_a_warm_resolution_is_reused_per_ticket_and_never_shared_mutably(
+    harness: Harness, views: Views
+) -> None:
+    anna = harness.demo.customers["anna-schmidt"]
+    await views.view(store="berlin", emails=[anna.email], brand_id=1001, ticket_id=6)  # cold
+    warm = await views.view(store="berlin", emails=[anna.email], brand_id=1001, ticket_id=7)
+    again = await views.view(store="berlin", emails=[anna.email], brand_id=1001, ticket_id=8)
+    assert views.calls == 0
+    assert (warm.context.ticket_id, again.context.ticket_id) == (7, 8)
+    assert again.customer == warm.customer and again.orders == warm.orders
+    again.note("incomplete")  # what one caller adds is not what the next one reads
+    later = await views.view(store="berlin", emails=[anna.email], brand_id=1001, ticket_id=9)
+    assert [n.code for n in later.notes] == [n.code for n in warm.notes]
+    # Other keys resolve anew: an unmapped brand (no store) gets its note.
+    unmapped = await views.view(store=None, emails=[anna.email], brand_id=4242, ticket_id=7)
+    assert "no_store_mapping" in [n.code for n in unmapped.notes]
+    assert "no_store_mapping" not in [n.code for n in warm.notes]
