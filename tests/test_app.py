@@ -175,3 +175,15 @@ async def test_5xx_answers_say_nothing_the_upstream_said(
     assert error["correlation_id"]  # the reference an operator finds the log line by
     if status == 503:
         assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_start_up_freezes_the_long_lived_heap_once_per_process() -> None:
+    import gc
+
+    async with service(Upstream()) as c:
+        assert (await c.get("/healthz")).status_code == 200
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the modules, templates and clients start-up made
+    async with service(Upstream()) as c:  # a second app in this process freezes nothing more
+        assert (await c.get("/healthz")).status_code == 200
+        assert gc.get_freeze_count() == frozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -157,6 +158,7 @@ def create_app(
                 worker = Worker.from_settings(settings, engine, HANDLERS, services)
                 worker_task = asyncio.create_task(worker.run(), name="worker")
                 stack.push_async_callback(_stop_worker, worker, worker_task)
+            _freeze_startup_heap()
             yield {
                 "settings": settings,
                 "commercetools": commercetools,
@@ -245,6 +247,20 @@ def create_app(
     )
     app.state.metrics = metrics
     return app
+
+
+_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Once per process: move what import and start-up made (about 100,000 objects that live
+    as long as the process) out of the collector's sight. A full collection then walks only
+    what requests made since, rather than pausing the server for tens of milliseconds."""
+    global _frozen
+    if not _frozen:
+        gc.collect()  # what is garbage now is not frozen with the rest
+        gc.freeze()
+        _frozen = True
 
 
 async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
