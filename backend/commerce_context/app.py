@@ -183,12 +183,13 @@ def create_app(
             }
 
     routes = [
+        # The router tries routes in order: the hottest one (every ticket view) first.
+        Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/healthz/upstream", health.upstream),
         Route("/zendesk/sidebar", sidebar.sidebar_get, methods=["GET"]),
         Route("/zendesk/sidebar", sidebar.sidebar_post, methods=["POST"], name="sidebar"),
-        Route("/zendesk/panels", sidebar.panels, methods=["POST"], name="panels"),
         Route("/zendesk/webhooks", webhooks.receive, methods=["POST"], name="webhooks"),
         Route("/zendesk/actions", actions.submit, methods=["POST"], name="actions"),
         Route("/zendesk/actions/{job_id}", actions.status, methods=["GET"]),

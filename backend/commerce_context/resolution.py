@@ -54,6 +54,7 @@ first answer is shown with an `incomplete` note.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -651,7 +652,9 @@ async def resolve(
         )
         known = _RESOLVED.get(memo_key)
         if known is not None:
-            return replace(known, context=context, notes=list(known.notes))
+            resolution = copy.copy(known)  # a shallow copy (replace() runs __init__: slower)
+            resolution.context, resolution.notes = context, list(known.notes)
+            return resolution
     found: dict[str, Any] = dict(answer.found)
     as_of, fingerprint = answer.as_of, answer.fingerprint
     settle = partial(

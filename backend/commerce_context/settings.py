@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -379,7 +380,7 @@ class Mappings(BaseModel):
             return {str(name): {"label": _KNOWN_LABELS.get(str(name), str(name))} for name in value}
         return value
 
-    @property
+    @cached_property  # read on every ticket view; the model is frozen
     def order_custom_fields(self) -> tuple[str, ...]:
         """The order custom fields to request: every configured one that is not excluded."""
         return tuple(n for n, f in self.custom_fields.items() if f.treatment != "exclude")
