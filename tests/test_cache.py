@@ -7,6 +7,8 @@ really left the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -335,6 +337,62 @@ async def test_redis_outage_is_a_cache_error() -> None:
     with pytest.raises(CacheUnavailable, match="redis"):
         await dead.get_many(["a"])
     await dead.close()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own (a free port, no persistence), to restart at will."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            "redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            "--appendonly", "no", stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def test_a_redis_restart_costs_no_failed_operation_once_it_is_back() -> None:
+    redis = PrivateRedis()
+    await redis.start()
+    store = RedisStore.from_url(f"redis://127.0.0.1:{redis.port}/0")
+    try:
+        # Several pooled connections, all of which the restart leaves stale.
+        await asyncio.gather(*(store.get_many(["a", "b"]) for _ in range(8)))
+        await redis.stop()
+        with pytest.raises(CacheUnavailable):
+            await store.get_many(["a"])  # down: the usual error
+        await redis.start()
+        operations = [
+            lambda: store.get_many(["a"]),
+            lambda: store.set_many({"a": b"1"}, 10),
+            lambda: store.count("quota:x", 60),
+            lambda: store.incr("generation"),
+            lambda: store.add("lock:x", b"me", 5),
+            lambda: store.delete(["a"]),
+        ]
+        results = await asyncio.gather(
+            *(op() for op in operations for _ in range(4)), return_exceptions=True
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        await store.close()
+        await redis.stop()
 
 
 async def test_reads_go_through_when_the_cache_store_is_down(

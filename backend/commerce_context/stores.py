@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .exceptions import CacheUnavailable
@@ -170,51 +171,53 @@ class RedisStore:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        try:
-            values = await self._redis.mget([self._k(k) for k in keys])
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+        names = [self._k(k) for k in keys]
+        values = await self._call(lambda: self._redis.mget(names))
         return [v if isinstance(v, bytes) else None for v in values]
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         if not items:
             return
         milliseconds = max(int(ttl * 1000), 1)
-        try:
+
+        async def write() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
                     pipe.set(self._k(key), value, px=milliseconds)
                 await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+
+        await self._call(write)
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
-            await self._call(self._redis.delete(*[self._k(k) for k in keys]))
+            names = [self._k(k) for k in keys]
+            await self._call(lambda: self._redis.delete(*names))
 
     async def incr(self, key: str) -> int:
-        return int(await self._call(self._redis.incr(self._k(key))))
+        return int(await self._call(lambda: self._redis.incr(self._k(key))))
 
     async def get_int(self, key: str) -> int:
-        value = await self._call(self._redis.get(self._k(key)))
+        value = await self._call(lambda: self._redis.get(self._k(key)))
         return int(value) if value is not None else 0
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        milliseconds = max(int(ttl * 1000), 1)
         result = await self._call(
-            self._redis.set(self._k(key), value, nx=True, px=max(int(ttl * 1000), 1))
+            lambda: self._redis.set(self._k(key), value, nx=True, px=milliseconds)
         )
         return bool(result)
 
     async def count(self, key: str, ttl: float) -> tuple[int, float]:
-        try:
+        async def window() -> list[Any]:
             async with self._redis.pipeline(transaction=True) as pipe:
                 # The first request of a window sets its end; INCR keeps the expiry.
                 pipe.set(self._k(key), 0, nx=True, px=max(int(ttl * 1000), 1))
                 pipe.incr(self._k(key))
                 pipe.pttl(self._k(key))
-                _, value, left = await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
+                result: list[Any] = await pipe.execute()
+                return result
+
+        _, value, left = await self._call(window)
         return int(value), max(int(left), 0) / 1000
 
     async def acquire(self, key: str, ttl: float) -> str | None:
@@ -223,13 +226,23 @@ class RedisStore:
 
     async def release(self, key: str, owner: str) -> None:
         # Only the owner's: a lock that expired and was taken by another instance stays.
-        await self._call(self._redis.eval(_RELEASE, 1, self._k(key), owner))
+        await self._call(lambda: self._redis.eval(_RELEASE, 1, self._k(key), owner))
 
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `operation`; on a dropped connection, once more on fresh connections.
+
+        A Redis restart leaves every pooled connection stale, and each fails on its first use
+        (redis-py's own retries do not get past it): the pool is emptied and the operation runs
+        again. A repeat can at worst count one lookup twice or bump the list generation once
+        more. Redis still down: CacheUnavailable, as for every other failure."""
         try:
-            return await awaitable
+            try:
+                return await operation()
+            except RedisConnectionError:
+                await self._redis.connection_pool.disconnect()
+                return await operation()
         except (TimeoutError, RedisError, OSError) as exc:
             raise CacheUnavailable(f"redis is unavailable ({type(exc).__name__})") from None
