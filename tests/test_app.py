@@ -186,4 +186,5 @@ async def test_start_up_freezes_the_long_lived_heap_once_per_process() -> None:
         assert frozen > 10_000  # the modules, templates and clients start-up made
     async with service(Upstream()) as c:  # a second app in this process freezes nothing more
         assert (await c.get("/healthz")).status_code == 200
-        assert gc.get_freeze_count() == frozen
+        # (Frozen objects still die by reference count, so the count may only go down.)
+        assert gc.get_freeze_count() <= frozen
