@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from .database import Database, Row, Transaction
 from .exceptions import BadRequest, CommerceContextError
@@ -108,6 +108,23 @@ def _text(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+class AuditFields(TypedDict, total=False):
+    """An audit row's fields, as `record()` and `note()` take them."""
+
+    action: Required[str]
+    source: Required[str]
+    target: Required[str]
+    outcome: Required[str]
+    correlation_id: str | None
+    ticket_id: object
+    order_id: object
+    order_number: object
+    customer_id: object
+    agent_id: object
+    job_id: str | None
+    detail: dict[str, Any] | None
+
+
 _INSERT = (
     "INSERT INTO audit (at, correlation_id, source, target, action, outcome, ticket_id, "
     "order_id, order_number, customer_id, agent_id, job_id, detail) "
@@ -122,7 +139,7 @@ class Audit:
         self._noted: deque[dict[str, Any]] = deque(maxlen=BUFFER_ROWS)
         self.dropped = 0  # noted rows lost to a full buffer (the database down for long)
 
-    def note(self, **row: Any) -> None:
+    def note(self, **row: Unpack[AuditFields]) -> None:
         """An audit row written soon (see the module docstring), without waiting: the same
         fields as `record()`. Costs an append on the caller's path."""
         if len(self._noted) == self._noted.maxlen:
@@ -158,72 +175,26 @@ class Audit:
             with contextlib.suppress(CommerceContextError):
                 await self.flush()
 
-    def _params(
-        self,
-        at: float,
-        *,
-        action: str,
-        source: str,
-        target: str,
-        outcome: str,
-        correlation_id: str | None = None,
-        ticket_id: object = None,
-        order_id: object = None,
-        order_number: object = None,
-        customer_id: object = None,
-        agent_id: object = None,
-        job_id: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> tuple[Any, ...]:
+    def _params(self, at: float, **row: Unpack[AuditFields]) -> tuple[Any, ...]:
         return (
             at,
-            correlation_id,
-            source,
-            target,
-            action,
-            outcome,
-            _text(ticket_id),
-            _text(order_id),
-            _text(order_number),
-            _text(customer_id),
-            _text(agent_id),
-            job_id,
-            json.dumps(scrub(detail or {}), separators=(",", ":"), sort_keys=True),
+            row.get("correlation_id"),
+            row["source"],
+            row["target"],
+            row["action"],
+            row["outcome"],
+            _text(row.get("ticket_id")),
+            _text(row.get("order_id")),
+            _text(row.get("order_number")),
+            _text(row.get("customer_id")),
+            _text(row.get("agent_id")),
+            row.get("job_id"),
+            json.dumps(scrub(row.get("detail") or {}), separators=(",", ":"), sort_keys=True),
         )
 
-    async def record(
-        self,
-        *,
-        action: str,
-        source: str,
-        target: str,
-        outcome: str,
-        correlation_id: str | None = None,
-        ticket_id: object = None,
-        order_id: object = None,
-        order_number: object = None,
-        customer_id: object = None,
-        agent_id: object = None,
-        job_id: str | None = None,
-        detail: dict[str, Any] | None = None,
-        tx: Transaction | None = None,
-    ) -> None:
+    async def record(self, *, tx: Transaction | None = None, **row: Unpack[AuditFields]) -> None:
         """One audit row; inside the caller's transaction when `tx` is given."""
-        params = self._params(
-            self.clock(),
-            action=action,
-            source=source,
-            target=target,
-            outcome=outcome,
-            correlation_id=correlation_id,
-            ticket_id=ticket_id,
-            order_id=order_id,
-            order_number=order_number,
-            customer_id=customer_id,
-            agent_id=agent_id,
-            job_id=job_id,
-            detail=detail,
-        )
+        params = self._params(self.clock(), **row)
         if tx is not None:
             await tx.execute(_INSERT, params)
         else:
